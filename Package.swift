@@ -1,0 +1,28 @@
+// swift-tools-version: 6.2
+//
+// swift-pmap: x86-64 page tables (native and Intel EPT) after NetBSD's pmap(9).
+//
+// The library modules (Pmap, PmapNative, PmapEPT) import nothing but the standard library and
+// Synchronization, and build for bare metal with Embedded Swift (see .ci/run). Host-only code
+// (simulated RAM, benchmark) lives in its own targets.
+import PackageDescription
+
+let package = Package(
+  name: "swift-pmap",
+  products: [
+    .library(name: "Pmap", targets: ["Pmap"]),
+    .library(name: "PmapNative", targets: ["PmapNative"]),
+    .library(name: "PmapEPT", targets: ["PmapEPT"]),
+    .library(name: "PmapHost", targets: ["PmapHost"]),
+    .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+  ],
+  targets: [
+    .target(name: "Pmap"),
+    .target(name: "PmapNative", dependencies: ["Pmap"]),
+    .target(name: "PmapEPT", dependencies: ["Pmap"]),
+    .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,59 @@
+/// Why an address could not be constructed.
+public enum AddressError: Error, Equatable, Sendable {
+  /// Bits 63...47 of a virtual address are not all equal.
+  case nonCanonical
+  /// A physical address is at or above 2^52.
+  case physicalAddressTooLarge
+}
+
+/// Why a range could not be constructed.
+public enum RangeError: Error, Equatable, Sendable {
+  /// The start or the length is not a multiple of 4 KiB.
+  case unaligned
+  /// The end precedes the start.
+  case reversed
+  /// The range runs out of the canonical half its start is in.
+  case crossesCanonicalHole
+}
+
+/// Why ``Pmap/enter(_:_:protection:access:options:cacheMode:size:)`` failed. On any error nothing
+/// changed: page tables, statistics and frame usage are as before the call.
+public enum EnterError: Error, Equatable, Sendable {
+  /// The virtual address is not aligned to the requested page size.
+  case unalignedVirtualAddress
+  /// The physical address is not aligned to the requested page size.
+  case unalignedPhysicalAddress
+  /// The physical range of the page lies beyond what the physical memory covers.
+  case physicalAddressOutOfRange
+  /// The protection is empty: use remove to unmap.
+  case noRights
+  /// `.write` without `.read`: x86 cannot express it (an EPT misconfiguration).
+  case writeWithoutRead
+  /// The access that caused the fault is not allowed by the protection being entered.
+  case accessExceedsProtection
+  /// A page-table page was needed and the allocator had none (only with ``EnterOptions/canFail``).
+  case outOfPageTableMemory
+  /// A large page maps the address at a higher level; remove it first.
+  case conflictsWithLargeMapping
+  /// A large page was requested where a page-table page already exists; remove the range first.
+  case conflictsWithPageTable
+  /// The format cannot map pages of this size at this pmap (e.g. 1 GiB pages disabled).
+  case unsupportedPageSize
+}
+
+/// Why a range operation (``Pmap/remove(_:)``, ``Pmap/protect(_:to:)``) was refused. On any
+/// error nothing changed.
+public enum RangeOperationError: Error, Equatable, Sendable {
+  /// The range starts or ends inside a large mapping; remove or protect whole large pages.
+  case splitsLargeMapping
+  /// `.write` without `.read`: x86 cannot express it.
+  case writeWithoutRead
+}
+
+/// Why ``Pmap/unwire(_:)`` failed. Nothing changed.
+public enum UnwireError: Error, Equatable, Sendable {
+  /// No mapping at that address.
+  case notMapped
+  /// The mapping exists but is not wired.
+  case notWired
+}

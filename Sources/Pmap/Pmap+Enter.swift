@@ -1,0 +1,188 @@
+extension Pmap {
+  /// Maps `va` to the frame `pa` (`pmap_enter`).
+  ///
+  /// Missing page-table pages are allocated top-down and linked with wire counts of 1 + live
+  /// entries. The new entry's accessed bit is set when `access` is not empty and its dirty bit
+  /// when `access` contains `.write`, as NetBSD seeds them from the faulting access. Re-entering
+  /// the frame already mapped there updates rights, cache mode and wiring but keeps the A/D bits
+  /// the hardware recorded. Replacing a different frame, or reducing what a cached translation
+  /// allowed, is reported to the invalidation sink before the call returns.
+  ///
+  /// - Parameters:
+  ///   - va: the address to map, aligned to `size`.
+  ///   - pa: the frame, aligned to `size`, below 2^MAXPHYADDR of ``PhysicalMemory``.
+  ///   - protection: the rights to grant; not empty; `.write` requires `.read`. A protection
+  ///     with `.execute` but no `.read` is mapped readable (x86 has no execute-only here).
+  ///   - access: the access that caused the fault, if any; a subset of `protection`.
+  ///   - options: ``EnterOptions/wired``, ``EnterOptions/canFail``.
+  ///   - cacheMode: the memory type (default write-back).
+  ///   - size: 4 KiB, 2 MiB or 1 GiB.
+  /// - Throws: ``EnterError``; on any error nothing changed (page tables, statistics, frames).
+  /// - Precondition: without ``EnterOptions/canFail``, the allocator must not run out: as in
+  ///   NetBSD, running out of page-table pages then traps.
+  /// - Complexity: O(1); allocates nothing on the Swift heap, and no frame when the page-table
+  ///   pages exist.
+  @inlinable @inline(__always)
+  public func enter(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection = [],
+    options: EnterOptions = [], cacheMode: CacheMode = .writeBack, size: PageSize = .size4K
+  ) throws(EnterError) {
+    if size == .size4K {
+      try enterPage(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode)
+    } else {
+      try enterLarge(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: size)
+    }
+  }
+
+  /// ``enter(_:_:protection:access:options:cacheMode:size:)`` for a 4 KiB page: the shared body
+  /// with the size folded to a constant.
+  @inlinable
+  func enterPage(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
+    options: EnterOptions, cacheMode: CacheMode
+  ) throws(EnterError) {
+    try enterBody(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: .size4K)
+  }
+
+  /// ``enter(_:_:protection:access:options:cacheMode:size:)`` for a 2 MiB or 1 GiB page.
+  @inlinable
+  func enterLarge(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
+    options: EnterOptions, cacheMode: CacheMode, size: PageSize
+  ) throws(EnterError) {
+    try enterBody(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: size)
+  }
+
+  @inlinable @inline(__always)
+  func enterBody(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
+    options: EnterOptions, cacheMode: CacheMode, size: PageSize
+  ) throws(EnterError) {
+    checkAlive()
+    guard va.isAligned(to: size) else { throw .unalignedVirtualAddress }
+    guard pa.isAligned(to: size) else { throw .unalignedPhysicalAddress }
+    guard pa.rawValue &+ size.bytes <= memory.physicalAddressLimit else {
+      throw .physicalAddressOutOfRange
+    }
+    guard !protection.isEmpty else { throw .noRights }
+    guard protection.isEncodable else { throw .writeWithoutRead }
+    let rights = protection.union(.read)
+    guard rights.isSuperset(of: access) else { throw .accessExceedsProtection }
+
+    // Walk down to the table at the leaf level, allocating what is missing. Unrolled: with the
+    // page size known at the call site, the levels fold to constants.
+    let leafLevel = size.leafLevel
+    var table = root
+    var allocated = false
+    if leafLevel < .pml4 {
+      allocated = try descend(from: &table, at: .pml4, toward: leafLevel, for: va, options: options)
+    }
+    if !allocated && leafLevel < .pageDirectoryPointerTable {
+      allocated = try descend(
+        from: &table, at: .pageDirectoryPointerTable, toward: leafLevel, for: va, options: options)
+    }
+    if !allocated && leafLevel < .pageDirectory {
+      allocated = try descend(from: &table, at: .pageDirectory, toward: leafLevel, for: va, options: options)
+    }
+
+    let p = memory.entry(in: table, at: va.index(at: leafLevel).value)
+    var new = Ops.leafEntry(for: pa, protection: rights, cacheMode: cacheMode, at: leafLevel, kind: kind)
+    if options.contains(.wired) { new |= Ops.wiredBit }
+    if !access.isEmpty { new |= Ops.accessedBit }
+    if access.contains(.write) { new |= Ops.dirtyBit }
+    if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
+    let pages = size.basePageCount
+    let s = state
+
+    let old = p.load()
+    if !Ops.isPresent(old) {
+      p.store(new)
+      memory.adjustWireCount(of: table, by: 1)
+      s.pointee.residentCount &+= pages
+      if options.contains(.wired) { s.pointee.wiredCount &+= pages }
+      return
+    }
+    if leafLevel != .pageTable && !Ops.isLargeLeaf(old) { throw .conflictsWithPageTable }
+
+    let previous: UInt64
+    if Ops.leafFrame(old, at: leafLevel) == pa {
+      // Same frame: keep what the hardware recorded, and the pv-tracking state.
+      let keep = Ops.hardwareBits | Ops.managedBit
+      previous = p.update { current in new | (current & keep) }
+      new |= previous & keep
+    } else {
+      previous = p.exchange(new)
+    }
+    // The TLB can only hold a translation whose accessed bit was set.
+    let ignored = Ops.hardwareBits | Ops.wiredBit | Ops.managedBit
+    if previous & Ops.accessedBit != 0 && (previous ^ new) & ~ignored != 0 {
+      queueInvalidation(linear: va.linear)
+    }
+    let wasWired = previous & Ops.wiredBit != 0
+    if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pages : pages }
+    finishOperation()
+  }
+
+  /// One step of the walk in ``enter(_:_:protection:access:options:cacheMode:size:)``: moves
+  /// `table` (at `level`) to the child table for `va`. When the entry is not present, allocates
+  /// every missing table down to `leafLevel`, moves `table` to the last one, and returns `true`:
+  /// the walk is over.
+  @inlinable @inline(__always)
+  func descend(
+    from table: inout PhysicalAddress, at level: PageTableLevel, toward leafLevel: PageTableLevel,
+    for va: VirtualAddress,
+    options: EnterOptions
+  ) throws(EnterError) -> Bool {
+    let p = memory.entry(in: table, at: va.index(at: level).value)
+    let e = p.load()
+    if !Ops.isPresent(e) {
+      table = try allocateTables(below: p, in: table, at: level, downTo: leafLevel, for: va, options: options)
+      return true
+    }
+    if Ops.isLargeLeaf(e) { throw .conflictsWithLargeMapping }
+    table = Ops.tableFrame(e)
+    return false
+  }
+
+  /// Allocates the page-table pages missing below entry `p` (of `table`, at `level`) down to
+  /// the table at `leafLevel`, links them, and returns that last table. All frames are obtained
+  /// before anything is linked, so a failure releases them and leaves the tree untouched
+  /// (NetBSD's `pmap_get_ptp` does the same in two passes).
+  @inlinable @inline(never)
+  func allocateTables(
+    below p: EntryPointer, in table: PhysicalAddress, at level: PageTableLevel, downTo leafLevel: PageTableLevel,
+    for va: VirtualAddress, options: EnterOptions
+  ) throws(EnterError) -> PhysicalAddress {
+    let needed = Int(level.rawValue &- leafLevel.rawValue)
+    var frames: (PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root)
+    for k in 0..<needed {
+      guard let frame = allocator.allocateFrame() else {
+        if k > 0 { allocator.releaseFrame(frames.0) }
+        if k > 1 { allocator.releaseFrame(frames.1) }
+        if options.contains(.canFail) { throw .outOfPageTableMemory }
+        preconditionFailure("Pmap.enter: out of page-table pages (pass .canFail to get an error)")
+      }
+      precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
+      switch k {
+      case 0: frames.0 = frame
+      case 1: frames.1 = frame
+      default: frames.2 = frame
+      }
+    }
+    var parentEntry = p
+    var parentTable = table
+    var childLevel = level
+    for k in 0..<needed {
+      let frame = k == 0 ? frames.0 : (k == 1 ? frames.1 : frames.2)
+      childLevel = PageTableLevel(rawValue: childLevel.rawValue &- 1).unsafelyUnwrapped
+      memory.zeroFrame(frame)
+      memory.setWireCount(of: frame, to: 1)
+      parentEntry.store(Ops.tableEntry(for: frame))
+      memory.adjustWireCount(of: parentTable, by: 1)
+      state.pointee.pageTablePageCount &+= 1
+      parentTable = frame
+      parentEntry = memory.entry(in: frame, at: va.index(at: childLevel).value)
+    }
+    return parentTable
+  }
+}

@@ -1,0 +1,60 @@
+extension Pmap {
+  /// Records that the translation of `linear` (a 48-bit linear address) may be cached and has
+  /// changed (`pmap_tlb_shootdown`).
+  ///
+  /// - Complexity: O(1).
+  @inlinable
+  func queueInvalidation(linear: UInt64) {
+    let s = state
+    if s.pointee.pendingAll { return }
+    let n = s.pointee.pendingCount
+    if n == InvalidationBatch.capacity {
+      s.pointee.pendingAll = true
+      return
+    }
+    s.pointee.pendingPages[n] = VirtualAddress(truncating: linear)
+    s.pointee.pendingCount = n &+ 1
+  }
+
+  /// Reports the owed invalidations to the sink, then releases the page-table pages that were
+  /// waiting for them (`pmap_tlb_shootnow`, then freeing the PTPs).
+  @inlinable
+  func flushInvalidations() {
+    let s = state
+    if s.pointee.pendingAll {
+      invalidation.invalidateAll(root: root)
+    } else if s.pointee.pendingCount != 0 {
+      invalidation.invalidate(
+        pages: UnsafeBufferPointer(start: s.pointee.pendingPages, count: s.pointee.pendingCount), root: root)
+    }
+    s.pointee.pendingAll = false
+    s.pointee.pendingCount = 0
+    let retired = s.pointee.retiredCount
+    if retired != 0 {
+      s.pointee.retiredCount = 0
+      for i in 0..<retired { allocator.releaseFrame(s.pointee.retiredTables[i]) }
+    }
+  }
+
+  /// Flushes only if something is owed: the cheap end of every operation.
+  @inlinable @inline(__always)
+  func finishOperation() {
+    let s = state
+    if s.pointee.pendingCount != 0 || s.pointee.pendingAll || s.pointee.retiredCount != 0 {
+      flushInvalidations()
+    }
+  }
+
+  /// Takes an unlinked page-table page out of service: its address range is invalidated (which
+  /// flushes paging-structure caches that may still point at it) before the frame is released.
+  @inlinable
+  func retireTable(_ table: PhysicalAddress, linear: UInt64) {
+    queueInvalidation(linear: linear)
+    memory.setWireCount(of: table, to: 0)
+    let s = state
+    s.pointee.pageTablePageCount &-= 1
+    if s.pointee.retiredCount == InvalidationBatch.retiredCapacity { flushInvalidations() }
+    s.pointee.retiredTables[s.pointee.retiredCount] = table
+    s.pointee.retiredCount &+= 1
+  }
+}

@@ -1,0 +1,67 @@
+extension Pmap {
+  /// Reduces the rights of every mapping in `range` to at most `protection` (`pmap_protect`).
+  ///
+  /// Rights are only ever taken away: a mapping keeps `mapping ∩ protection`, so a mapping with
+  /// fewer rights than `protection` is left as it is (the pmap(9) contract; UVM calls it only to
+  /// reduce). An empty `protection` removes the mappings, as NetBSD does. Write-protecting keeps
+  /// the dirty bit. A change to an entry whose accessed bit was set is invalidated.
+  ///
+  /// - Throws: ``RangeOperationError/writeWithoutRead`` for `.write` without `.read`;
+  ///   ``RangeOperationError/splitsLargeMapping`` when an end falls inside a large mapping.
+  ///   Nothing changed then.
+  /// - Complexity: O(mapped pages in range + page-table pages visited); allocates nothing.
+  @inlinable @inline(__always)
+  public func protect(_ range: VirtualRange, to protection: Protection) throws(RangeOperationError) {
+    if protection.isEmpty { return try remove(range) }
+    if range.byteCount == 4096 {
+      try protectPage(range.start, to: protection)
+    } else {
+      try protectRange(range, to: protection)
+    }
+  }
+
+  /// ``protect(_:to:)`` of one 4 KiB page: one walk, no range machinery.
+  @inlinable
+  func protectPage(_ va: VirtualAddress, to protection: Protection) throws(RangeOperationError) {
+    checkAlive()
+    guard protection.isEncodable else { throw .writeWithoutRead }
+    guard let leaf = lookupLeaf(va) else { return }
+    if leaf.level != .pageTable { throw .splitsLargeMapping }
+    var visitor = ProtectVisitor(pmap: self, rights: protection.union(.read))
+    _ = visitor.visit(leaf.entry, entry: leaf.value, level: .pageTable, linear: va.linear)
+    finishOperation()
+  }
+
+  @inlinable
+  func protectRange(_ range: VirtualRange, to protection: Protection) throws(RangeOperationError) {
+    checkAlive()
+    guard protection.isEncodable else { throw .writeWithoutRead }
+    if range.isEmpty { return }
+    try checkRangeEnds(range)
+    var visitor = ProtectVisitor(pmap: self, rights: protection.union(.read))
+    try traverse(root, .root, base: 0, lo: range.linearStart, hi: range.linearEnd, &visitor)
+    finishOperation()
+  }
+}
+
+@usableFromInline
+struct ProtectVisitor<Ops: PTEOps>: LeafVisitor {
+  @usableFromInline unowned(unsafe) let pmap: Pmap<Ops>
+  @usableFromInline let rights: Protection
+  @inlinable init(pmap: Pmap<Ops>, rights: Protection) {
+    self.pmap = pmap
+    self.rights = rights
+  }
+  @inlinable static var removesEntries: Bool { false }
+  @inlinable static var requiresWholeLargePages: Bool { true }
+
+  @inlinable @inline(__always)
+  mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
+    let rights = self.rights
+    let old = p.update(startingWith: entry) { Ops.restricting($0, to: rights) }
+    if old & Ops.accessedBit != 0 && Ops.restricting(old, to: rights) != old {
+      pmap.queueInvalidation(linear: linear)
+    }
+    return false
+  }
+}

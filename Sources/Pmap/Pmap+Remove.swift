@@ -1,0 +1,108 @@
+extension Pmap {
+  /// Removes every mapping in `range` (`pmap_remove`).
+  ///
+  /// Subtrees that are not populated are skipped, so the cost follows what is mapped, not the
+  /// size of the range: removing the whole 2^47-byte lower half of a sparse pmap is cheap.
+  /// Page-table pages that become empty are unlinked, cascading upward, and released only after
+  /// the invalidation covering them has been reported. Each removed entry is swapped out
+  /// atomically, so the final A/D bits are the ones the hardware last set.
+  ///
+  /// - Throws: ``RangeOperationError/splitsLargeMapping`` when an end of the range falls inside a
+  ///   2 MiB or 1 GiB mapping; nothing changed then.
+  /// - Complexity: O(mapped pages in range + page-table pages visited); allocates nothing.
+  @inlinable @inline(__always)
+  public func remove(_ range: VirtualRange) throws(RangeOperationError) {
+    if range.byteCount == 4096 {
+      try removePage(linear: range.linearStart)
+    } else {
+      try removeRange(range)
+    }
+  }
+
+  @inlinable
+  func removeRange(_ range: VirtualRange) throws(RangeOperationError) {
+    checkAlive()
+    if range.isEmpty { return }
+    try checkRangeEnds(range)
+    var visitor = RemoveVisitor(pmap: self)
+    try traverse(root, .root, base: 0, lo: range.linearStart, hi: range.linearEnd, &visitor)
+    finishOperation()
+  }
+
+  /// A range operation can only meet a partly covered large leaf at its first or its last leaf.
+  /// The walk checks the first one before changing anything; this checks the last one up front,
+  /// when it is not also under the first leaf's large page.
+  @inlinable
+  func checkRangeEnds(_ range: VirtualRange) throws(RangeOperationError) {
+    let lo = range.linearStart
+    let hi = range.linearEnd
+    let splitBy2M = hi & ((1 << 21) &- 1) != 0 && (lo >> 21) != ((hi &- 1) >> 21)
+    let splitBy1G = hi & ((1 << 30) &- 1) != 0 && (lo >> 30) != ((hi &- 1) >> 30)
+    if splitBy2M || splitBy1G {
+      if largeLeafIsSplit(atLinear: hi) { throw .splitsLargeMapping }
+    }
+  }
+
+  /// Removes the 4 KiB page at `linear`: the single-page fast path of ``remove(_:)``, a straight
+  /// walk that keeps the path for the upward cascade (the shape of NetBSD's
+  /// `pmap_remove_pte` + `pmap_free_ptp`).
+  @inlinable
+  func removePage(linear: UInt64) throws(RangeOperationError) {
+    checkAlive()
+    defer { finishOperation() }
+    let va = VirtualAddress(truncating: linear)
+    var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
+    var table = root
+    var level = PageTableLevel.root
+    while level != .pageTable {
+      let e = memory.entry(in: table, at: va.index(at: level).value).load()
+      guard Ops.isPresent(e) else { return }
+      if Ops.isLargeLeaf(e) { throw .splitsLargeMapping }
+      table = Ops.tableFrame(e)
+      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+      switch level {
+      case .pageDirectoryPointerTable: tables.2 = table
+      case .pageDirectory: tables.1 = table
+      default: tables.0 = table
+      }
+    }
+    let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
+    let e = p.load()
+    guard Ops.isPresent(e) else { return }
+    var visitor = RemoveVisitor(pmap: self)
+    _ = visitor.visit(p, entry: e, level: .pageTable, linear: linear)
+    // Cascade: drop the leaf's count, then free tables that became empty, bottom-up.
+    memory.adjustWireCount(of: tables.0, by: -1)
+    if memory.wireCount(of: tables.0) != 1 { return }
+    for k in 0..<3 {
+      let child = k == 0 ? tables.0 : (k == 1 ? tables.1 : tables.2)
+      let parent = k == 0 ? tables.1 : (k == 1 ? tables.2 : root)
+      let parentLevel = PageTableLevel(rawValue: UInt8(k + 2)).unsafelyUnwrapped
+      memory.entry(in: parent, at: va.index(at: parentLevel).value).exchange(0)
+      retireTable(child, linear: linear & ~(parentLevel.bytesPerEntry &- 1))
+      memory.adjustWireCount(of: parent, by: -1)
+      if memory.wireCount(of: parent) != 1 { return }
+    }
+  }
+}
+
+@usableFromInline
+struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
+  @usableFromInline unowned(unsafe) let pmap: Pmap<Ops>
+  @inlinable init(pmap: Pmap<Ops>) { self.pmap = pmap }
+  @inlinable static var removesEntries: Bool { true }
+  @inlinable static var requiresWholeLargePages: Bool { true }
+
+  /// Swaps the leaf out and settles the statistics and the invalidation it owes
+  /// (NetBSD's `pmap_remove_pte`).
+  @inlinable @inline(__always)
+  mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
+    let old = p.exchange(0)
+    let pages = Int(truncatingIfNeeded: level.bytesPerEntry >> 12)
+    let s = pmap.state
+    s.pointee.residentCount &-= pages
+    if old & Ops.wiredBit != 0 { s.pointee.wiredCount &-= pages }
+    if old & Ops.accessedBit != 0 { pmap.queueInvalidation(linear: linear) }
+    return true
+  }
+}

@@ -1,0 +1,156 @@
+/// The result of walking a pmap down to the leaf that maps an address.
+@frozen
+public struct LeafLookup {
+  /// The leaf entry.
+  public let entry: EntryPointer
+  /// The level of the leaf (1 for 4 KiB pages).
+  public let level: PageTableLevel
+  /// The page-table page holding the leaf.
+  public let table: PhysicalAddress
+  /// The entry's value when the walk read it (the MMU may have set A/D since).
+  public let value: UInt64
+
+  @inlinable
+  init(entry: EntryPointer, level: PageTableLevel, table: PhysicalAddress, value: UInt64) {
+    self.entry = entry
+    self.level = level
+    self.table = table
+    self.value = value
+  }
+}
+
+extension Pmap {
+  /// The one four-level walk: from the root down to the present leaf that maps `va`, or `nil`
+  /// when some level on the way is not present. Reads each entry once, atomically.
+  ///
+  /// NetBSD walks EPT "via the direct map" (`pmap_ept_get_tree`); native walks use the
+  /// recursive slot there, but a direct map serves both formats here.
+  ///
+  /// - Complexity: O(1): at most four loads.
+  @inlinable @inline(__always)
+  public func lookupLeaf(_ va: VirtualAddress) -> LeafLookup? {
+    var table = root
+    var level = PageTableLevel.root
+    while true {
+      let p = memory.entry(in: table, at: va.index(at: level).value)
+      let e = p.load()
+      guard Ops.isPresent(e) else { return nil }
+      if Ops.isLeaf(e, at: level) { return LeafLookup(entry: p, level: level, table: table, value: e) }
+      table = Ops.tableFrame(e)
+      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+    }
+  }
+
+  /// Whether a large leaf maps `linear` (a 48-bit linear address) without `linear` being on
+  /// its boundary: a range edge there would split the large page.
+  @inlinable
+  func largeLeafIsSplit(atLinear linear: UInt64) -> Bool {
+    guard linear < (1 << 48), let leaf = lookupLeaf(VirtualAddress(truncating: linear)) else { return false }
+    return leaf.level != .pageTable && linear & (leaf.level.bytesPerEntry &- 1) != 0
+  }
+
+  /// Visits every page-table page, the root first, with its level (for checkers and tools).
+  ///
+  /// - Complexity: proportional to the number of page-table pages times 512.
+  public func forEachPageTablePage(_ body: (PhysicalAddress, PageTableLevel) -> Void) {
+    checkAlive()
+    visitTables(root, .root, body)
+  }
+
+  func visitTables(_ table: PhysicalAddress, _ level: PageTableLevel, _ body: (PhysicalAddress, PageTableLevel) -> Void)
+  {
+    body(table, level)
+    guard let child = level.child else { return }
+    for i in 0..<TableIndex.count {
+      let e = memory.entry(in: table, at: i).load()
+      if Ops.isPresent(e) && !Ops.isLeaf(e, at: level) { visitTables(Ops.tableFrame(e), child, body) }
+    }
+  }
+
+  /// Visits every leaf mapping in `range`, in address order.
+  ///
+  /// - Complexity: proportional to what is mapped in the range, not to its size.
+  public func forEachMapping(in range: VirtualRange = .lowerHalf, _ body: (VirtualAddress, Translation) -> Void) {
+    checkAlive()
+    withoutActuallyEscaping(body) { body in
+      var visitor = MappingVisitor<Ops>(body: body)
+      try? traverse(root, .root, base: 0, lo: range.linearStart, hi: range.linearEnd, &visitor)
+    }
+  }
+}
+
+@usableFromInline
+struct MappingVisitor<Ops: PTEOps>: LeafVisitor {
+  let body: (VirtualAddress, Translation) -> Void
+  @usableFromInline static var removesEntries: Bool { false }
+  @usableFromInline static var requiresWholeLargePages: Bool { false }
+  @usableFromInline mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool
+  {
+    body(VirtualAddress(truncating: linear), Translation.decode(Ops.self, entry, at: level, offset: 0))
+    return false
+  }
+}
+
+/// What the range walk calls for each present leaf.
+@usableFromInline
+protocol LeafVisitor {
+  /// Whether the visitor removes entries (so that emptied page-table pages are freed).
+  static var removesEntries: Bool { get }
+  /// Whether a large leaf only partly inside the range is an error.
+  static var requiresWholeLargePages: Bool { get }
+  /// Visits a present leaf; returns whether it removed it.
+  mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool
+}
+
+extension Pmap {
+  /// The range walk: visits the present leaves of `table` (at `level`, covering linear
+  /// addresses from `base`) that lie in `lo ..< hi`, skipping subtrees that are not present, so
+  /// the cost follows what is mapped rather than the size of the range. When the visitor removes
+  /// entries, a page-table page left with no live entry is unlinked and retired.
+  ///
+  /// A large leaf that the range only partly covers throws ``RangeOperationError/splitsLargeMapping``.
+  /// Callers make sure that can only happen at the first leaf visited (see ``remove(_:)``), so a
+  /// throw leaves everything unchanged.
+  @inlinable
+  func traverse<V: LeafVisitor>(
+    _ table: PhysicalAddress, _ level: PageTableLevel, base: UInt64, lo: UInt64, hi: UInt64, _ visitor: inout V
+  ) throws(RangeOperationError) {
+    let shift = level.shift
+    let span: UInt64 = 1 << shift
+    var i = lo > base ? Int(truncatingIfNeeded: (lo &- base) >> shift) : 0
+    let tableEnd = base &+ (span << 9)
+    let lastByte = (hi < tableEnd ? hi : tableEnd) &- 1
+    let last = Int(truncatingIfNeeded: (lastByte &- base) >> shift)
+    var removed = 0
+    while i <= last {
+      let p = memory.entry(in: table, at: i)
+      let e = p.load()
+      if Ops.isPresent(e) {
+        let entryBase = base &+ (UInt64(truncatingIfNeeded: i) << shift)
+        if Ops.isLeaf(e, at: level) {
+          if V.requiresWholeLargePages && level != .pageTable && (entryBase < lo || entryBase &+ span > hi) {
+            if removed != 0 { memory.adjustWireCount(of: table, by: -removed) }
+            throw .splitsLargeMapping
+          }
+          if visitor.visit(p, entry: e, level: level, linear: entryBase) { removed &+= 1 }
+        } else {
+          let childTable = Ops.tableFrame(e)
+          let childLevel = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+          do {
+            try traverse(childTable, childLevel, base: entryBase, lo: lo, hi: hi, &visitor)
+          } catch {
+            if removed != 0 { memory.adjustWireCount(of: table, by: -removed) }
+            throw error
+          }
+          if V.removesEntries && memory.wireCount(of: childTable) == 1 {
+            p.exchange(0)
+            retireTable(childTable, linear: entryBase)
+            removed &+= 1
+          }
+        }
+      }
+      i &+= 1
+    }
+    if removed != 0 { memory.adjustWireCount(of: table, by: -removed) }
+  }
+}

@@ -1,0 +1,160 @@
+// Lock order (issue "Concurrency and robustness" makes the locks real; the order is fixed now):
+//   object (UVMLite guest memory) -> pmap -> pv-list of a page -> frame allocator.
+// Page-table entries are never protected by a lock against the MMU: every change to an entry the
+// hardware may be updating goes through EntryPointer's atomic exchange / compare-and-swap.
+
+/// An address space: a four-level page-table tree in one entry format (NetBSD's `struct pmap`).
+///
+/// `Pmap` is generic over the entry format so that one implementation of the walk, page-table
+/// page lifecycle, statistics and invalidation serves native x86-64 tables (`NativePmap`) and
+/// Intel EPT (`EPTPmap`), specialised at compile time for each.
+///
+/// Page-table pages come from the ``FrameAllocator`` and are reached through the direct map of
+/// ``PhysicalMemory``; each has a wire count of 1 + its live entries, as NetBSD keeps it, and is
+/// freed as soon as it becomes empty, after the invalidation that covers it has been reported to
+/// the ``InvalidationSink``.
+///
+/// Thread safety: a `Pmap` is not internally locked yet; the caller serialises operations on one
+/// pmap. The MMU may update A/D bits concurrently at any time: that is always safe.
+public final class Pmap<Ops: PTEOps> {
+  /// The direct map and page-table-page counters this pmap uses.
+  public let memory: PhysicalMemory
+  @usableFromInline let allocator: any FrameAllocator
+  @usableFromInline let invalidation: any InvalidationSink
+  /// The physical address of the root (PML4) page: what CR3 or the EPT pointer holds.
+  public let root: PhysicalAddress
+  /// Whether leaves are user or kernel mappings (native format only; EPT ignores it).
+  public let kind: AddressSpaceKind
+  /// Whether the MMU maintains accessed and dirty bits in this pmap's entries. Always true for
+  /// native tables; false for an EPT on a CPU without EPT A/D (IA32_VMX_EPT_VPID_CAP bit 21), in
+  /// which case every mapping is entered with A and D set: it always reports referenced and
+  /// modified, and every change to it is invalidated (NetBSD's answer, `pmap_ept_has_ad`).
+  public let hardwareManagesAccessedDirty: Bool
+  @usableFromInline let state: UnsafeMutablePointer<PmapState>
+
+  /// Creates an empty address space: a zeroed root page and nothing else (`pmap_create`; an EPT
+  /// pmap, like NetBSD's, never maps anything of the host kernel).
+  ///
+  /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
+  /// - Precondition: the allocator's frames lie inside `memory`.
+  public init(
+    memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
+    kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true
+  ) throws(PmapCreationError) {
+    guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
+    precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
+    memory.zeroFrame(frame)
+    memory.setWireCount(of: frame, to: 1)
+    self.memory = memory
+    self.allocator = allocator
+    self.invalidation = invalidation
+    self.root = frame
+    self.kind = kind
+    self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
+    self.state = PmapState.make()
+  }
+
+  deinit {
+    if !state.pointee.isDestroyed { destroy() }
+    PmapState.free(state)
+  }
+
+  /// Removes every mapping, frees every page-table page including the root, and reports the
+  /// invalidations owed (`pmap_destroy` once the last reference goes). The pmap is unusable
+  /// afterwards; `deinit` calls this if the owner did not.
+  ///
+  /// - Complexity: proportional to the populated part of the tree.
+  /// - Precondition: not already destroyed.
+  public func destroy() {
+    checkAlive()
+    // Whole halves never split a large mapping, so neither call can fail.
+    _ = try? remove(.lowerHalf)
+    _ = try? remove(.upperHalf)
+    flushInvalidations()
+    state.pointee.isDestroyed = true
+    memory.setWireCount(of: root, to: 0)
+    allocator.releaseFrame(root)
+  }
+
+  /// Whether ``destroy()`` has run.
+  public var isDestroyed: Bool { state.pointee.isDestroyed }
+
+  @inlinable @inline(__always)
+  func checkAlive() {
+    precondition(!state.pointee.isDestroyed, "Pmap: used after destroy()")
+  }
+
+  /// The pmap's counters (`pmap_resident_count`, `pmap_wired_count`).
+  @inlinable
+  public var statistics: PmapStatistics {
+    PmapStatistics(
+      residentPages: state.pointee.residentCount, wiredPages: state.pointee.wiredCount,
+      pageTablePages: state.pointee.pageTablePageCount)
+  }
+}
+
+/// Why a pmap could not be created.
+public enum PmapCreationError: Error, Equatable, Sendable {
+  /// The frame allocator had no frame for the root page.
+  case outOfPageTableMemory
+}
+
+/// A pmap's counters. Pages are counted in 4 KiB units: a 2 MiB mapping counts 512.
+@frozen
+public struct PmapStatistics: Hashable, Sendable {
+  /// 4 KiB pages mapped (`pm_stats.resident_count`).
+  public var residentPages: Int
+  /// 4 KiB pages mapped wired (`pm_stats.wired_count`).
+  public var wiredPages: Int
+  /// Page-table pages in use, the root included.
+  public var pageTablePages: Int
+
+  @inlinable
+  public init(residentPages: Int, wiredPages: Int, pageTablePages: Int) {
+    self.residentPages = residentPages
+    self.wiredPages = wiredPages
+    self.pageTablePages = pageTablePages
+  }
+}
+
+/// Mutable state of a pmap, kept out of line so that the hot paths update it through a pointer,
+/// without the dynamic exclusivity checks that stored properties of a class would cost.
+@usableFromInline
+struct PmapState {
+  @usableFromInline var residentCount = 0
+  @usableFromInline var wiredCount = 0
+  @usableFromInline var pageTablePageCount = 1
+  @usableFromInline var isDestroyed = false
+  /// Addresses whose invalidation is owed, up to `InvalidationBatch.capacity`.
+  @usableFromInline var pendingCount = 0
+  /// More were owed than fit: invalidate the whole address space.
+  @usableFromInline var pendingAll = false
+  @usableFromInline var pendingPages: UnsafeMutablePointer<VirtualAddress>
+  /// Page-table pages unlinked but not yet released (they may be in paging-structure caches).
+  @usableFromInline var retiredCount = 0
+  @usableFromInline var retiredTables: UnsafeMutablePointer<PhysicalAddress>
+
+  static func make() -> UnsafeMutablePointer<PmapState> {
+    let p = UnsafeMutablePointer<PmapState>.allocate(capacity: 1)
+    p.initialize(
+      to: PmapState(
+        pendingPages: .allocate(capacity: InvalidationBatch.capacity),
+        retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity)))
+    return p
+  }
+
+  static func free(_ p: UnsafeMutablePointer<PmapState>) {
+    p.pointee.pendingPages.deallocate()
+    p.pointee.retiredTables.deallocate()
+    p.deinitialize(count: 1)
+    p.deallocate()
+  }
+}
+
+/// Sizes of a pmap's invalidation batch (NetBSD batches up to 16 addresses per shootdown).
+public enum InvalidationBatch {
+  /// Addresses collected before the batch turns into a full invalidation.
+  @inlinable public static var capacity: Int { 16 }
+  /// Unlinked page-table pages held before the batch is flushed so they can be released.
+  @inlinable public static var retiredCapacity: Int { 32 }
+}

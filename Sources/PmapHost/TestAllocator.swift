@@ -1,0 +1,79 @@
+import Pmap
+
+/// A frame allocator for tests and tools: a ``StackFrameAllocator`` that can be told to fail at
+/// the k-th allocation (or at every one from then on), and counts what it did.
+public final class TestFrameAllocator: FrameAllocator {
+  private let frames: StackFrameAllocator
+  /// Allocation calls so far (successful or not).
+  public private(set) var allocationCalls = 0
+  /// Allocations refused so far.
+  public private(set) var failures = 0
+  /// When set, the allocation call with this 1-based number fails.
+  public var failAtCall: Int?
+  /// When true, every call from ``failAtCall`` on fails, not only that one.
+  public var keepFailing = false
+
+  /// Creates an allocator over `start ..< end` of `memory`.
+  public init(memory: PhysicalMemory, frames start: PhysicalAddress, to end: PhysicalAddress) {
+    frames = StackFrameAllocator(memory: memory, frames: start, to: end)
+  }
+
+  /// Frames handed out and not released.
+  public var framesInUse: Int { frames.framesInUse }
+  /// The most frames in use at once.
+  public var peakFramesInUse: Int { frames.peakFramesInUse }
+
+  public func allocateFrame() -> PhysicalAddress? {
+    allocationCalls += 1
+    if let k = failAtCall, allocationCalls == k || (keepFailing && allocationCalls >= k) {
+      failures += 1
+      return nil
+    }
+    return frames.allocateFrame()
+  }
+
+  public func releaseFrame(_ frame: PhysicalAddress) { frames.releaseFrame(frame) }
+}
+
+/// An invalidation sink that records what it was told, per address space.
+public final class RecordingInvalidationSink: InvalidationSink {
+  /// One report.
+  public enum Event: Equatable, Sendable {
+    case pages(root: PhysicalAddress, [VirtualAddress])
+    case all(root: PhysicalAddress)
+  }
+  /// Every report, in order.
+  public private(set) var events: [Event] = []
+  /// Whether to keep events (a benchmark only counts).
+  public var records: Bool
+  /// Reports received.
+  public private(set) var callCount = 0
+
+  public init(records: Bool = true) { self.records = records }
+
+  public func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress) {
+    callCount += 1
+    if records { events.append(.pages(root: root, Array(pages))) }
+  }
+
+  public func invalidateAll(root: PhysicalAddress) {
+    callCount += 1
+    if records { events.append(.all(root: root)) }
+  }
+
+  /// Whether `va` of the space rooted at `root` was covered by a report since the last reset.
+  public func covered(_ va: VirtualAddress, root: PhysicalAddress) -> Bool {
+    events.contains { event in
+      switch event {
+      case .all(let r): r == root
+      case .pages(let r, let vas): r == root && vas.contains(va.alignedDown())
+      }
+    }
+  }
+
+  /// Forgets the recorded events.
+  public func reset() {
+    events.removeAll()
+    callCount = 0
+  }
+}
