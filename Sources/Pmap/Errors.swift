@@ -33,6 +33,9 @@ public enum EnterError: Error, Equatable, Sendable {
   case accessExceedsProtection
   /// A page-table page was needed and the allocator had none (only with ``EnterOptions/canFail``).
   case outOfPageTableMemory
+  /// A pv entry was needed for a managed page and the pool could not grow (only with
+  /// ``EnterOptions/canFail``).
+  case outOfPVEntries
   /// A large page maps the address at a higher level; remove it first.
   case conflictsWithLargeMapping
   /// A large page was requested where a page-table page already exists; remove the range first.

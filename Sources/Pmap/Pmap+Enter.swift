@@ -69,6 +69,17 @@ extension Pmap {
     let rights = protection.union(.read)
     guard rights.isSuperset(of: access) else { throw .accessExceedsProtection }
 
+    // A managed 4 KiB page goes on its pv-list; large mappings are never pv-tracked (NetBSD's
+    // x86 pmap uses large pages only for the kernel's own mappings).
+    let managed = size == .size4K && isManaged(pa)
+    var grownPool: PhysicalAddress? = nil
+    if managed, let pages, pages.page(pa).pointee.head != 0 {
+      do { grownPool = try pages.reserveNode() } catch {
+        if !options.contains(.canFail) { preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)") }
+        throw error
+      }
+    }
+
     // Walk down to the table at the leaf level, allocating what is missing. Unrolled: with the
     // page size known at the call site, the levels fold to constants.
     let leafLevel = size.leafLevel
@@ -91,18 +102,23 @@ extension Pmap {
     if !access.isEmpty { new |= Ops.accessedBit }
     if access.contains(.write) { new |= Ops.dirtyBit }
     if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
-    let pages = size.basePageCount
+    if managed { new |= Ops.managedBit }
+    let pageCount = size.basePageCount
     let s = state
 
     let old = p.load()
     if !Ops.isPresent(old) {
       p.store(new)
       memory.adjustWireCount(of: table, by: 1)
-      s.pointee.residentCount &+= pages
-      if options.contains(.wired) { s.pointee.wiredCount &+= pages }
+      s.pointee.residentCount &+= pageCount
+      if options.contains(.wired) { s.pointee.wiredCount &+= pageCount }
+      if managed { self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa) }
       return
     }
-    if leafLevel != .pageTable && !Ops.isLargeLeaf(old) { throw .conflictsWithPageTable }
+    if leafLevel != .pageTable && !Ops.isLargeLeaf(old) {
+      if let grownPool { self.pages.unsafelyUnwrapped.undoGrowth(grownPool) }
+      throw .conflictsWithPageTable
+    }
 
     let previous: UInt64
     if Ops.leafFrame(old, at: leafLevel) == pa {
@@ -112,6 +128,12 @@ extension Pmap {
       new |= previous & keep
     } else {
       previous = p.exchange(new)
+      if previous & Ops.managedBit != 0 {
+        self.pages.unsafelyUnwrapped.remove(
+          slot: pvSlot, linear: va.linear, frame: Ops.leafFrame(previous, at: leafLevel),
+          attributes: Ops.pageAttributes(of: previous))
+      }
+      if managed { self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa) }
     }
     // The TLB can only hold a translation whose accessed bit was set.
     let ignored = Ops.hardwareBits | Ops.wiredBit | Ops.managedBit
@@ -119,7 +141,7 @@ extension Pmap {
       queueInvalidation(linear: va.linear)
     }
     let wasWired = previous & Ops.wiredBit != 0
-    if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pages : pages }
+    if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pageCount : pageCount }
     finishOperation()
   }
 

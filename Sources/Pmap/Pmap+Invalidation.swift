@@ -8,11 +8,13 @@ extension Pmap {
     let s = state
     if s.pointee.pendingAll { return }
     let n = s.pointee.pendingCount
+    let va = VirtualAddress(truncating: linear)
+    if n != 0 && s.pointee.pendingPages[n &- 1] == va { return }  // a freed table under the same page
     if n == InvalidationBatch.capacity {
       s.pointee.pendingAll = true
       return
     }
-    s.pointee.pendingPages[n] = VirtualAddress(truncating: linear)
+    s.pointee.pendingPages[n] = va
     s.pointee.pendingCount = n &+ 1
   }
 

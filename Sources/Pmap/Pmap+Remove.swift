@@ -50,13 +50,21 @@ extension Pmap {
   func removePage(linear: UInt64) throws(RangeOperationError) {
     checkAlive()
     defer { finishOperation() }
+    _ = try removeLeaf(linear: linear, updatingPVList: true)
+  }
+
+  /// Removes the 4 KiB leaf at `linear`, freeing page-table pages that become empty; returns
+  /// its final value (0 if nothing was mapped). With `updatingPVList` false, the pv entry is
+  /// left to the caller (a page operation dismantling the whole list).
+  @inlinable
+  func removeLeaf(linear: UInt64, updatingPVList: Bool) throws(RangeOperationError) -> UInt64 {
     let va = VirtualAddress(truncating: linear)
     var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
     var table = root
     var level = PageTableLevel.root
     while level != .pageTable {
       let e = memory.entry(in: table, at: va.index(at: level).value).load()
-      guard Ops.isPresent(e) else { return }
+      guard Ops.isPresent(e) else { return 0 }
       if Ops.isLargeLeaf(e) { throw .splitsLargeMapping }
       table = Ops.tableFrame(e)
       level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
@@ -68,12 +76,16 @@ extension Pmap {
     }
     let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
     let e = p.load()
-    guard Ops.isPresent(e) else { return }
-    var visitor = RemoveVisitor(pmap: self)
-    _ = visitor.visit(p, entry: e, level: .pageTable, linear: linear)
+    guard Ops.isPresent(e) else { return 0 }
+    let old = p.exchange(0)
+    accountRemoval(of: old, at: .pageTable, linear: linear)
+    if updatingPVList && old & Ops.managedBit != 0 {
+      pages.unsafelyUnwrapped.remove(
+        slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: .pageTable), attributes: Ops.pageAttributes(of: old))
+    }
     // Cascade: drop the leaf's count, then free tables that became empty, bottom-up.
     memory.adjustWireCount(of: tables.0, by: -1)
-    if memory.wireCount(of: tables.0) != 1 { return }
+    if memory.wireCount(of: tables.0) != 1 { return old }
     for k in 0..<3 {
       let child = k == 0 ? tables.0 : (k == 1 ? tables.1 : tables.2)
       let parent = k == 0 ? tables.1 : (k == 1 ? tables.2 : root)
@@ -81,8 +93,21 @@ extension Pmap {
       memory.entry(in: parent, at: va.index(at: parentLevel).value).exchange(0)
       retireTable(child, linear: linear & ~(parentLevel.bytesPerEntry &- 1))
       memory.adjustWireCount(of: parent, by: -1)
-      if memory.wireCount(of: parent) != 1 { return }
+      if memory.wireCount(of: parent) != 1 { return old }
     }
+    return old
+  }
+}
+
+extension Pmap {
+  /// Settles statistics and the invalidation owed for a leaf just swapped out (its value `old`).
+  @inlinable @inline(__always)
+  func accountRemoval(of old: UInt64, at level: PageTableLevel, linear: UInt64) {
+    let pageCount = Int(truncatingIfNeeded: level.bytesPerEntry >> 12)
+    let s = state
+    s.pointee.residentCount &-= pageCount
+    if old & Ops.wiredBit != 0 { s.pointee.wiredCount &-= pageCount }
+    if old & Ops.accessedBit != 0 { queueInvalidation(linear: linear) }
   }
 }
 
@@ -98,11 +123,11 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   @inlinable @inline(__always)
   mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
     let old = p.exchange(0)
-    let pages = Int(truncatingIfNeeded: level.bytesPerEntry >> 12)
-    let s = pmap.state
-    s.pointee.residentCount &-= pages
-    if old & Ops.wiredBit != 0 { s.pointee.wiredCount &-= pages }
-    if old & Ops.accessedBit != 0 { pmap.queueInvalidation(linear: linear) }
+    pmap.accountRemoval(of: old, at: level, linear: linear)
+    if old & Ops.managedBit != 0 {
+      pmap.pages.unsafelyUnwrapped.remove(
+        slot: pmap.pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
+    }
     return true
   }
 }

@@ -31,15 +31,21 @@ public final class Pmap<Ops: PTEOps> {
   /// modified, and every change to it is invalidated (NetBSD's answer, `pmap_ept_has_ad`).
   public let hardwareManagesAccessedDirty: Bool
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
+  /// The managed pages this pmap tracks mappings of, if any.
+  public let pages: PageDatabase?
+  /// This pmap's slot in ``pages``' registry.
+  @inlinable var pvSlot: Int { state.pointee.pvSlot }
 
   /// Creates an empty address space: a zeroed root page and nothing else (`pmap_create`; an EPT
   /// pmap, like NetBSD's, never maps anything of the host kernel).
   ///
   /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
   /// - Precondition: the allocator's frames lie inside `memory`.
+  ///
+  /// - Parameter pages: the managed pages: mappings of frames in its range go on their pv-lists.
   public init(
     memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
-    kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true
+    pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true
   ) throws(PmapCreationError) {
     guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
     precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
@@ -52,6 +58,13 @@ public final class Pmap<Ops: PTEOps> {
     self.kind = kind
     self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
     self.state = PmapState.make()
+    self.pages = pages
+    if let pages {
+      precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
+      state.pointee.managedBase = pages.base.rawValue
+      state.pointee.managedEnd = pages.end
+      state.pointee.pvSlot = pages.register(self)
+    }
   }
 
   deinit {
@@ -74,6 +87,7 @@ public final class Pmap<Ops: PTEOps> {
     state.pointee.isDestroyed = true
     memory.setWireCount(of: root, to: 0)
     allocator.releaseFrame(root)
+    pages?.unregister(slot: pvSlot)
   }
 
   /// Whether ``destroy()`` has run.
@@ -133,6 +147,10 @@ struct PmapState {
   /// Page-table pages unlinked but not yet released (they may be in paging-structure caches).
   @usableFromInline var retiredCount = 0
   @usableFromInline var retiredTables: UnsafeMutablePointer<PhysicalAddress>
+  /// The managed physical range (empty without a PageDatabase), for a check without a call.
+  @usableFromInline var managedBase: UInt64 = 0
+  @usableFromInline var managedEnd: UInt64 = 0
+  @usableFromInline var pvSlot = -1
 
   static func make() -> UnsafeMutablePointer<PmapState> {
     let p = UnsafeMutablePointer<PmapState>.allocate(capacity: 1)

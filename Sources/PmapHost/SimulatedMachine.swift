@@ -21,6 +21,8 @@ public final class SimulatedMachine {
   public let sink: RecordingInvalidationSink
   /// The first physical address above the page-table area.
   public let dataBase: PhysicalAddress
+  /// The managed pages: every data frame (from ``dataBase`` to the end of RAM).
+  public let pages: PageDatabase
 
   /// Creates a machine with `ramSize` bytes of RAM, of which `pageTableFrames` frames serve as
   /// page-table pages.
@@ -31,6 +33,8 @@ public final class SimulatedMachine {
     allocator = TestFrameAllocator(memory: ram.memory, frames: PhysicalAddress(4096), to: end)
     sink = RecordingInvalidationSink(records: recordsInvalidations)
     dataBase = end
+    pages = PageDatabase(
+      memory: ram.memory, base: end, pageCount: Int((ramSize - end.rawValue) >> 12), allocator: allocator)
   }
 
   /// The physical memory seam.
@@ -41,13 +45,22 @@ public final class SimulatedMachine {
     PhysicalAddress(dataBase.rawValue + UInt64(n) << 12)
   }
 
-  /// A new native pmap.
+  /// A new native pmap whose mappings of data frames are tracked in ``pages``.
   public func makeNativePmap(kind: AddressSpaceKind = .user) throws(PmapCreationError) -> NativePmap {
-    try NativePmap(memory: memory, allocator: allocator, invalidation: sink, kind: kind)
+    try NativePmap(memory: memory, allocator: allocator, invalidation: sink, pages: pages, kind: kind)
   }
 
-  /// A new EPT pmap, with or without hardware A/D bits.
+  /// A new EPT pmap, with or without hardware A/D bits, whose mappings of data frames are
+  /// tracked in ``pages``.
   public func makeEPTPmap(accessedDirty: Bool = true) throws(PmapCreationError) -> EPTPmap {
-    try EPTPmap(memory: memory, allocator: allocator, invalidation: sink, hardwareManagesAccessedDirty: accessedDirty)
+    try EPTPmap(
+      memory: memory, allocator: allocator, invalidation: sink, pages: pages,
+      hardwareManagesAccessedDirty: accessedDirty)
+  }
+
+  /// A new pmap of format `Ops` (tracked in ``pages``), for tests generic over the format.
+  public func makePmap<Ops: PTEOps>(_: Ops.Type, accessedDirty: Bool = true) throws(PmapCreationError) -> Pmap<Ops> {
+    try Pmap<Ops>(
+      memory: memory, allocator: allocator, invalidation: sink, pages: pages, hardwareManagesAccessedDirty: accessedDirty)
   }
 }

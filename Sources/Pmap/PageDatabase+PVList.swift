@@ -1,0 +1,188 @@
+extension PageDatabase {
+  // MARK: Registry
+
+  /// Registers a pmap; returns its slot.
+  func register(_ owner: any PVOwner) -> Int {
+    let s = state
+    precondition(s.pointee.registeredCount < pmapCapacity, "PageDatabase: more pmaps than pmapCapacity")
+    var i = s.pointee.freeSlotHint
+    while slots[i].owner != nil { i = (i + 1) % pmapCapacity }
+    slots[i].owner = owner
+    s.pointee.registeredCount += 1
+    s.pointee.freeSlotHint = (i + 1) % pmapCapacity
+    return i
+  }
+
+  func unregister(slot: Int) {
+    slots[slot].owner = nil
+    state.pointee.registeredCount -= 1
+  }
+
+  // MARK: Pool
+
+  /// Ensures a free pool node exists, growing the pool by one frame if needed.
+  /// Returns the frame it took (for ``undoGrowth(_:)``), `nil` if none was needed.
+  ///
+  /// - Throws: ``EnterError/outOfPVEntries`` when the allocator has no frame.
+  @inlinable
+  func reserveNode() throws(EnterError) -> PhysicalAddress? {
+    if state.pointee.freeNodeCount != 0 { return nil }
+    return try growPool()
+  }
+
+  @inlinable @inline(never)
+  func growPool() throws(EnterError) -> PhysicalAddress {
+    guard let frame = allocator.allocateFrame() else { throw .outOfPVEntries }
+    precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
+    let s = state
+    let p = memory.pointer(to: frame)
+    // Nodes 0..<255, pushed so that node 0 ends up first; the last 16 bytes link pool frames.
+    var next = s.pointee.freeNodes
+    var i = PVNode.perFrame - 1
+    while i >= 0 {
+      p.storeBytes(of: 0, toByteOffset: i * 16, as: UInt64.self)
+      p.storeBytes(of: next, toByteOffset: i * 16 + 8, as: UInt64.self)
+      next = (frame.rawValue + UInt64(i * 16)) | 1
+      i -= 1
+    }
+    p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
+    s.pointee.freeNodes = next
+    s.pointee.freeNodeCount += PVNode.perFrame
+    s.pointee.poolFrames = frame.rawValue
+    s.pointee.poolFrameCount += 1
+    return frame
+  }
+
+  /// Gives back the frame ``growPool()`` just took, when the operation that needed it failed
+  /// afterwards: its nodes are still the first ones on the free list.
+  @inlinable
+  func undoGrowth(_ frame: PhysicalAddress) {
+    let s = state
+    precondition(s.pointee.poolFrames == frame.rawValue, "PageDatabase: undoGrowth out of order")
+    let p = memory.pointer(to: frame)
+    s.pointee.freeNodes = p.load(fromByteOffset: (PVNode.perFrame - 1) * 16 + 8, as: UInt64.self)
+    s.pointee.freeNodeCount -= PVNode.perFrame
+    s.pointee.poolFrames = p.load(fromByteOffset: 4080, as: UInt64.self)
+    s.pointee.poolFrameCount -= 1
+    allocator.releaseFrame(frame)
+  }
+
+  @inlinable @inline(__always)
+  func node(_ ref: UInt64) -> UnsafeMutablePointer<UInt64> {
+    memory.pointer(to: PhysicalAddress(truncating: ref & ~1)).assumingMemoryBound(to: UInt64.self)
+  }
+
+  // MARK: pv-list
+
+  /// Records that pmap `slot` maps the managed page `frame` at `linear` (`pmap_enter_pv`).
+  ///
+  /// - Precondition: a node was reserved with ``reserveNode()`` if the page already has a mapping.
+  /// - Complexity: O(1).
+  @inlinable
+  func insert(slot: Int, linear: UInt64, frame: PhysicalAddress) {
+    let entry = PVEntry.make(slot: slot, linear: linear)
+    let page = self.page(frame)
+    let s = state
+    s.pointee.mappingCount &+= 1
+    if page.pointee.head == 0 {
+      page.pointee.head = entry
+      return
+    }
+    let ref = s.pointee.freeNodes
+    precondition(ref != 0, "PageDatabase: no pv node reserved")
+    let n = node(ref)
+    s.pointee.freeNodes = n[1]
+    s.pointee.freeNodeCount &-= 1
+    s.pointee.nodesInUse &+= 1
+    n[0] = entry
+    n[1] = page.pointee.firstNode
+    page.pointee.setFirstNode(ref)
+  }
+
+  /// Removes the pv entry of pmap `slot` at `linear` from page `frame` and merges `attributes`
+  /// (the removed entry's final A/D/W) into the page's cache (`pmap_remove_pv` + `pp_attrs |=`).
+  ///
+  /// - Precondition: the entry exists.
+  /// - Complexity: O(mappings of the page); O(1) for the first.
+  @inlinable
+  func remove(slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes) {
+    let entry = PVEntry.make(slot: slot, linear: linear)
+    let page = self.page(frame)
+    let s = state
+    s.pointee.mappingCount &-= 1
+    page.pointee.attributes.formUnion(attributes.subtracting(.writable))
+    if page.pointee.head == entry {
+      let first = page.pointee.firstNode
+      if first == 0 {
+        page.pointee.head = 0
+      } else {
+        let n = node(first)
+        page.pointee.head = n[0]
+        page.pointee.setFirstNode(n[1])
+        freeNode(first)
+      }
+      return
+    }
+    var previous: UnsafeMutablePointer<UInt64>? = nil
+    var ref = page.pointee.firstNode
+    while ref != 0 {
+      let n = node(ref)
+      if n[0] == entry {
+        if let previous { previous[1] = n[1] } else { page.pointee.setFirstNode(n[1]) }
+        freeNode(ref)
+        return
+      }
+      previous = n
+      ref = n[1]
+    }
+    preconditionFailure("PageDatabase: removing a pv entry that does not exist")
+  }
+
+  @inlinable @inline(__always)
+  func freeNode(_ ref: UInt64) {
+    let s = state
+    let n = node(ref)
+    n[0] = 0
+    n[1] = s.pointee.freeNodes
+    s.pointee.freeNodes = ref
+    s.pointee.freeNodeCount &+= 1
+    s.pointee.nodesInUse &-= 1
+  }
+
+  /// Calls `body` with every pv entry of the page at `frame` (packed), first embedded one first.
+  @inlinable @inline(__always)
+  func forEachEntry(of frame: PhysicalAddress, _ body: (UInt64) -> Void) {
+    let page = self.page(frame)
+    let head = page.pointee.head
+    if head == 0 { return }
+    body(head)
+    var ref = page.pointee.firstNode
+    while ref != 0 {
+      let n = node(ref)
+      let next = n[1]
+      body(n[0])
+      ref = next
+    }
+  }
+
+  /// The number of mappings of the managed page at `frame`.
+  ///
+  /// - Precondition: `manages(frame)`.
+  public func mappingCount(of frame: PhysicalAddress) -> Int {
+    precondition(manages(frame), "PageDatabase: unmanaged frame")
+    var n = 0
+    forEachEntry(of: frame.alignedDown()) { _ in n += 1 }
+    return n
+  }
+
+  /// Calls `body` with the root of each pmap that maps the managed page at `frame` and the
+  /// address it maps it at.
+  ///
+  /// - Precondition: `manages(frame)`.
+  public func forEachMapping(of frame: PhysicalAddress, _ body: (_ pmapRoot: PhysicalAddress, _ va: VirtualAddress) -> Void) {
+    precondition(manages(frame), "PageDatabase: unmanaged frame")
+    forEachEntry(of: frame.alignedDown()) { e in
+      body(slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvRoot, VirtualAddress(truncating: PVEntry.linear(e)))
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/// Per-physical-page metadata for the frames the VM system manages, shared by every pmap of every
+/// format (NetBSD's `struct pmap_page` inside `vm_page`, with its pv-list and `pp_attrs`).
+///
+/// For each managed 4 KiB frame it keeps:
+/// * a pv-list: every (pmap, virtual address) that maps the frame, whatever the pmap's format.
+///   The first mapping is embedded in the page's metadata (0 extra bytes); further ones take a
+///   16-byte node from a pool that grows a frame at a time from the ``FrameAllocator``
+///   (256 nodes per frame), so nothing is allocated on the Swift heap per mapping;
+/// * the cached ``PageAttributes``: what mappings that no longer exist recorded (NetBSD ORs an
+///   entry's A/D into `pp_attrs` whenever the entry is removed or replaced), plus what page
+///   operations have already gathered.
+///
+/// Page operations (`isReferenced`, `clearModify`, `protectPage`, ...) walk the pv-list and ask
+/// each pmap, through its ``PVOwner`` conformance, to read or change its own entry with its own
+/// format: "we take the Accessed bits from the two pmaps using different PTE sets in each case,
+/// and combine them into a generic PP_ATTRS flag" (NetBSD, EPT commit).
+///
+/// Physical addresses outside the managed range (device memory, MMIO) are unmanaged: mapped
+/// without pv tracking and ignored by page operations.
+///
+/// Thread safety: not locked yet; callers serialise. Lock order: pmap -> page (pv-list).
+public final class PageDatabase {
+  /// The direct map (pv nodes live in frames reached through it).
+  public let memory: PhysicalMemory
+  /// The first managed physical address.
+  public let base: PhysicalAddress
+  /// The number of managed 4 KiB frames.
+  public let pageCount: Int
+  @usableFromInline let end: UInt64
+  @usableFromInline let pages: UnsafeMutablePointer<ManagedPage>
+  @usableFromInline let allocator: any FrameAllocator
+  @usableFromInline let state: UnsafeMutablePointer<PVState>
+  @usableFromInline let slots: UnsafeMutablePointer<OwnerSlot>
+  /// The most pmaps that can be registered at once.
+  public let pmapCapacity: Int
+
+  /// Creates the metadata of `pageCount` frames from `base`.
+  ///
+  /// - Parameters:
+  ///   - memory: the direct map.
+  ///   - base: the first managed frame (4 KiB aligned).
+  ///   - pageCount: how many frames are managed.
+  ///   - allocator: where pv-node frames come from (may be the page-table allocator).
+  ///   - pmapCapacity: how many pmaps may map managed pages at once (at most 65535).
+  /// - Precondition: `base` is aligned, the range is below 2^52, `pmapCapacity` in `1...65535`.
+  public init(
+    memory: PhysicalMemory, base: PhysicalAddress, pageCount: Int, allocator: any FrameAllocator,
+    pmapCapacity: Int = 1024
+  ) {
+    precondition(base.isPageAligned, "PageDatabase: base must be 4 KiB aligned")
+    precondition(pageCount > 0 && base.rawValue + UInt64(pageCount) << 12 <= PhysicalAddress.limit, "PageDatabase: bad range")
+    precondition((1...65535).contains(pmapCapacity), "PageDatabase: pmapCapacity must be 1...65535")
+    self.memory = memory
+    self.base = base
+    self.pageCount = pageCount
+    self.end = base.rawValue + UInt64(pageCount) << 12
+    self.allocator = allocator
+    self.pmapCapacity = pmapCapacity
+    pages = .allocate(capacity: pageCount)
+    pages.initialize(repeating: ManagedPage(), count: pageCount)
+    slots = .allocate(capacity: pmapCapacity)
+    slots.initialize(repeating: OwnerSlot(), count: pmapCapacity)
+    state = .allocate(capacity: 1)
+    state.initialize(to: PVState())
+  }
+
+  deinit {
+    precondition(state.pointee.registeredCount == 0, "PageDatabase: released while pmaps still use it")
+    var frame = state.pointee.poolFrames
+    while frame != 0 {
+      let next = memory.pointer(to: PhysicalAddress(truncating: frame)).load(fromByteOffset: 4080, as: UInt64.self)
+      allocator.releaseFrame(PhysicalAddress(truncating: frame))
+      frame = next
+    }
+    pages.deallocate()
+    slots.deallocate()
+    state.deallocate()
+  }
+
+  /// Whether `address` lies in a managed frame.
+  @inlinable @inline(__always)
+  public func manages(_ address: PhysicalAddress) -> Bool {
+    address.rawValue >= base.rawValue && address.rawValue < end
+  }
+
+  @inlinable @inline(__always)
+  func page(_ address: PhysicalAddress) -> UnsafeMutablePointer<ManagedPage> {
+    pages + Int(truncatingIfNeeded: (address.rawValue &- base.rawValue) >> 12)
+  }
+
+  /// Statistics of the pv machinery.
+  public var statistics: PVStatistics {
+    let s = state.pointee
+    return PVStatistics(
+      mappings: s.mappingCount, overflowNodesInUse: s.nodesInUse, poolFrames: s.poolFrameCount,
+      registeredPmaps: s.registeredCount)
+  }
+
+  /// Bytes of pv storage per mapping beyond the page metadata that exists anyway: 0 for a
+  /// page's first mapping, ``PVNode/size`` for each further one.
+  public static var bytesPerAdditionalMapping: Int { PVNode.size }
+}
+
+/// Counters of a ``PageDatabase``.
+public struct PVStatistics: Hashable, Sendable {
+  /// Mappings of managed pages (pv entries), embedded or pooled.
+  public var mappings: Int
+  /// Pool nodes in use (mappings beyond the first of each page).
+  public var overflowNodesInUse: Int
+  /// Frames the pool has taken from the allocator.
+  public var poolFrames: Int
+  /// Pmaps registered.
+  public var registeredPmaps: Int
+}
+
+/// One managed page's metadata: 16 bytes.
+@usableFromInline
+struct ManagedPage {
+  /// The first pv entry (packed, see ``PVEntry``), or 0.
+  @usableFromInline var head: UInt64 = 0
+  /// Bits 0-51: physical address | 1 of the first pool node, or 0. Bits 56-63: the cached
+  /// ``PageAttributes``.
+  @usableFromInline var link: UInt64 = 0
+
+  @inlinable init() {}
+
+  @inlinable @inline(__always) var firstNode: UInt64 { link & 0x000f_ffff_ffff_ffff }
+  @inlinable @inline(__always) mutating func setFirstNode(_ node: UInt64) {
+    link = (link & ~0x000f_ffff_ffff_ffff) | node
+  }
+  @inlinable @inline(__always) var attributes: PageAttributes {
+    get { PageAttributes(rawValue: UInt8(truncatingIfNeeded: link >> 56)) }
+    set { link = (link & 0x00ff_ffff_ffff_ffff) | UInt64(newValue.rawValue) << 56 }
+  }
+}
+
+/// A pv entry packed in 64 bits: bits 0-35 the virtual page number (48-bit linear address >> 12),
+/// bits 36-51 the pmap's registry slot + 1. Zero means "none".
+@usableFromInline
+enum PVEntry {
+  @inlinable @inline(__always)
+  static func make(slot: Int, linear: UInt64) -> UInt64 {
+    (UInt64(truncatingIfNeeded: slot) &+ 1) << 36 | linear >> 12
+  }
+  @inlinable @inline(__always)
+  static func slot(_ e: UInt64) -> Int { Int(truncatingIfNeeded: (e >> 36) & 0xffff) &- 1 }
+  @inlinable @inline(__always)
+  static func linear(_ e: UInt64) -> UInt64 { (e & 0xf_ffff_ffff) << 12 }
+}
+
+/// A pool node: a pv entry and the link to the next node (physical address | 1, or 0).
+public enum PVNode {
+  /// Bytes per node.
+  public static var size: Int { 16 }
+  /// Nodes carved from one 4 KiB frame (the last 8 bytes link the pool's frames).
+  @inlinable static var perFrame: Int { 255 }
+}
+
+@usableFromInline
+struct PVState {
+  @usableFromInline var freeNodes: UInt64 = 0  // physical address | 1 of the first free node
+  @usableFromInline var freeNodeCount = 0
+  @usableFromInline var nodesInUse = 0
+  @usableFromInline var mappingCount = 0
+  @usableFromInline var poolFrames: UInt64 = 0  // physical address of the last pool frame, linked
+  @usableFromInline var poolFrameCount = 0
+  @usableFromInline var registeredCount = 0
+  @usableFromInline var freeSlotHint = 0
+  @inlinable init() {}
+}
+
+/// A registered pmap: the object page operations call, and its format's bits.
+@usableFromInline
+struct OwnerSlot {
+  @usableFromInline unowned(unsafe) var owner: (any PVOwner)? = nil
+  @inlinable init() {}
+}

@@ -1,0 +1,71 @@
+extension Pmap: PVOwner {
+  /// Whether `pa` lies in the managed range of ``pages``.
+  @inlinable @inline(__always)
+  func isManaged(_ pa: PhysicalAddress) -> Bool {
+    pa.rawValue >= state.pointee.managedBase && pa.rawValue < state.pointee.managedEnd
+  }
+
+  @usableFromInline var pvRoot: PhysicalAddress { root }
+
+  /// The managed 4 KiB leaf at `linear`: a pv entry names one, so its absence is a broken
+  /// invariant, not bad input.
+  @inlinable @inline(__always)
+  func managedLeaf(_ linear: UInt64) -> EntryPointer {
+    guard let leaf = lookupLeaf(VirtualAddress(truncating: linear)), leaf.level == .pageTable,
+      leaf.value & Ops.managedBit != 0
+    else { preconditionFailure("Pmap: a pv entry names an address with no managed mapping") }
+    return leaf.entry
+  }
+
+  @usableFromInline
+  func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
+    Ops.pageAttributes(of: managedLeaf(linear).load())
+  }
+
+  @usableFromInline
+  func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
+    let p = managedLeaf(linear)
+    guard hardwareManagesAccessedDirty else { return Ops.pageAttributes(of: p.load()) }
+    // Clearing A alone keeps D; clearing D alone keeps A (D implies A holds either way).
+    let bits = Ops.entryBits(for: attributes.intersection([.referenced, .modified]))
+    let old = p.clearBits(bits)
+    if old & bits != 0 && old & Ops.accessedBit != 0 { queueInvalidation(linear: linear) }
+    return Ops.pageAttributes(of: old)
+  }
+
+  @usableFromInline
+  func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
+    let p = managedLeaf(linear)
+    let old = p.update { Ops.restricting($0, to: .readExecute) }
+    if old & Ops.accessedBit != 0 && Ops.restricting(old, to: .readExecute) != old {
+      queueInvalidation(linear: linear)
+    }
+    return Ops.pageAttributes(of: old)
+  }
+
+  @usableFromInline
+  func pvRemove(atLinear linear: UInt64) -> PageAttributes {
+    // A 4 KiB leaf cannot split a large mapping: removeLeaf cannot throw here.
+    let old = (try? removeLeaf(linear: linear, updatingPVList: false)) ?? 0
+    return Ops.pageAttributes(of: old)
+  }
+
+  @usableFromInline
+  func pvFinish() { finishOperation() }
+
+  @usableFromInline
+  func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
+    guard let leaf = lookupLeaf(VirtualAddress(truncating: linear)), leaf.level == .pageTable,
+      leaf.value & Ops.managedBit != 0
+    else { return nil }
+    return Ops.leafFrame(leaf.value, at: .pageTable)
+  }
+
+  @usableFromInline
+  func pvTrackedLeafCount() -> Int {
+    var n = 0
+    forEachMapping(in: .lowerHalf) { _, t in if t.isManaged { n += 1 } }
+    forEachMapping(in: .upperHalf) { _, t in if t.isManaged { n += 1 } }
+    return n
+  }
+}
