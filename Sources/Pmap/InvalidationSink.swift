@@ -17,4 +17,34 @@ public protocol InvalidationSink: AnyObject {
   func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress)
   /// Invalidate every translation of the address space whose root table is `root`.
   func invalidateAll(root: PhysicalAddress)
+  /// Invalidate translations of several address spaces at once (see the default in the
+  /// extension).
+  func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>)
+}
+
+/// One translation to invalidate: an address in the address space whose root table is `root`.
+@frozen
+public struct InvalidationRequest: Hashable, Sendable {
+  /// The root table of the address space (CR3 / EPT PML4).
+  public var root: PhysicalAddress
+  /// The 4 KiB-aligned address.
+  public var page: VirtualAddress
+
+  @inlinable
+  public init(root: PhysicalAddress, page: VirtualAddress) {
+    self.root = root
+    self.page = page
+  }
+}
+
+extension InvalidationSink {
+  /// Invalidate translations of several address spaces at once: what a page operation owes
+  /// after changing the mappings of one physical page in every pmap that maps it. A kernel
+  /// implements it to send one shootdown round instead of one per address space. The default
+  /// reports each request through ``invalidate(pages:root:)``.
+  public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+    for r in requests {
+      withUnsafePointer(to: r.page) { invalidate(pages: UnsafeBufferPointer(start: $0, count: 1), root: r.root) }
+    }
+  }
 }

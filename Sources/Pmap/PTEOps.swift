@@ -63,6 +63,11 @@ public protocol PTEOps {
 
   /// The entry bits that record `attributes` (`pmap_pp_attrs_to_pte`, `pmap_pp_attrs_to_ept`).
   static func entryBits(for attributes: PageAttributes) -> UInt64
+
+  /// The adapter page operations call `pmap` through (see ``PVOwner``). The default,
+  /// ``GenericPVOwner``, is correct; a format module provides a non-generic subclass so that
+  /// the calls run code specialised for the format.
+  static func makePVOwner(for pmap: Pmap<Self>) -> PVOwner
 }
 
 extension PTEOps {

@@ -1,24 +1,85 @@
-/// What a page operation asks of a pmap that maps a managed page: each pmap answers with its own
-/// entry format. ``Pmap`` conforms; the protocol is internal to the library.
-@usableFromInline
-protocol PVOwner: AnyObject {
+/// The adapter through which page operations (``PageDatabase``) reach a pmap that maps a
+/// managed page, each pmap answering in its own entry format.
+///
+/// A generic class's protocol conformances are not specialised, so calling a `Pmap<Ops>`
+/// through an existential would run unspecialised code. Instead each format provides a small
+/// non-generic subclass of `PVOwner` (see ``PTEOps/makePVOwner(for:)``) whose overrides call the
+/// `@inlinable` `_pv…` methods of its concrete `Pmap`, so they are compiled specialised in the
+/// format's module; the page database holds owners unmanaged and calls them without ARC traffic.
+/// ``GenericPVOwner`` is the fallback for formats that do not provide one.
+///
+/// Every method is abstract here.
+open class PVOwner {
+  public init() {}
+
   /// The root of the pmap (its identity in reports).
-  var pvRoot: PhysicalAddress { get }
+  open var pvRoot: PhysicalAddress { preconditionFailure("PVOwner.pvRoot is abstract") }
   /// The attributes recorded in the leaf that maps `linear`.
-  func pvAttributes(atLinear linear: UInt64) -> PageAttributes
-  /// Clears `attributes` (`.referenced`, `.modified`) in the leaf that maps `linear`, with
-  /// compare-and-swap; returns what the leaf recorded before. Without hardware A/D nothing is
-  /// cleared (the entry must keep reporting both).
-  func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes
-  /// Removes write permission from the leaf that maps `linear`; returns its attributes.
-  func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes
-  /// Removes the leaf that maps `linear` (statistics, page-table pages, invalidation) but not its
-  /// pv entry, which the caller is dismantling; returns its final attributes.
-  func pvRemove(atLinear linear: UInt64) -> PageAttributes
-  /// Reports the invalidations the calls above queued.
-  func pvFinish()
+  open func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
+    preconditionFailure("PVOwner.pvAttributes is abstract")
+  }
+  /// Clears `attributes` (`.referenced`, `.modified`) in the leaf that maps `linear`; returns
+  /// what it recorded before, with ``PageAttributes/invalidationOwed`` when the change must be
+  /// invalidated (the page database batches those across pmaps). Without hardware A/D nothing
+  /// is cleared.
+  open func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
+    preconditionFailure("PVOwner.pvClear is abstract")
+  }
+  /// Removes write permission from the leaf that maps `linear`; returns its attributes, with
+  /// ``PageAttributes/invalidationOwed`` when the change must be invalidated.
+  open func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
+    preconditionFailure("PVOwner.pvWriteProtect is abstract")
+  }
+  /// Removes the leaf that maps `linear`, but not its pv entry, and reports the invalidation it
+  /// owes (page-table pages it frees wait for it); returns the leaf's final attributes.
+  open func pvRemove(atLinear linear: UInt64) -> PageAttributes {
+    preconditionFailure("PVOwner.pvRemove is abstract")
+  }
+  /// Reports any invalidation still queued.
+  open func pvFinish() { preconditionFailure("PVOwner.pvFinish is abstract") }
+  /// Reports `requests` to the pmap's invalidation sink in one call.
+  open func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+    preconditionFailure("PVOwner.pvInvalidate is abstract")
+  }
+  /// The identity of the pmap's invalidation sink (requests for one sink are reported together).
+  open var pvSinkIdentity: ObjectIdentifier { preconditionFailure("PVOwner.pvSinkIdentity is abstract") }
   /// The frame of the present, pv-tracked 4 KiB leaf at `linear`, or `nil` (for checkers).
-  func pvFrame(atLinear linear: UInt64) -> PhysicalAddress?
+  open func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? { preconditionFailure("PVOwner.pvFrame is abstract") }
   /// How many present leaves carry the pv-tracked bit (for checkers).
-  func pvTrackedLeafCount() -> Int
+  open func pvTrackedLeafCount() -> Int { preconditionFailure("PVOwner.pvTrackedLeafCount is abstract") }
+}
+
+/// The ``PVOwner`` of any format, unspecialised outside Embedded Swift: correct, but a format
+/// should provide its own (a subclass forwarding to the `_pv…` methods) for speed.
+public final class GenericPVOwner<Ops: PTEOps>: PVOwner {
+  let pmap: Unmanaged<Pmap<Ops>>
+  /// Creates the owner of `pmap` (held unowned: the pmap owns its owner).
+  public init(_ pmap: Pmap<Ops>) { self.pmap = Unmanaged.passUnretained(pmap) }
+  public override var pvRoot: PhysicalAddress { pmap._withUnsafeGuaranteedRef { $0.root } }
+  public override func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
+    pmap._withUnsafeGuaranteedRef { $0._pvAttributes(atLinear: linear) }
+  }
+  public override func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
+    pmap._withUnsafeGuaranteedRef { $0._pvClear(attributes, atLinear: linear) }
+  }
+  public override func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
+    pmap._withUnsafeGuaranteedRef { $0._pvWriteProtect(atLinear: linear) }
+  }
+  public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
+    pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
+  }
+  public override func pvFinish() { pmap._withUnsafeGuaranteedRef { $0._pvFinish() } }
+  public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+    pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
+  }
+  public override var pvSinkIdentity: ObjectIdentifier { pmap._withUnsafeGuaranteedRef { $0._pvSinkIdentity } }
+  public override func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
+    pmap._withUnsafeGuaranteedRef { $0._pvFrame(atLinear: linear) }
+  }
+  public override func pvTrackedLeafCount() -> Int { pmap._withUnsafeGuaranteedRef { $0._pvTrackedLeafCount() } }
+}
+
+extension PTEOps {
+  /// The default adapter: ``GenericPVOwner``.
+  public static func makePVOwner(for pmap: Pmap<Self>) -> PVOwner { GenericPVOwner(pmap) }
 }

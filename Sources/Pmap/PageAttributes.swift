@@ -15,4 +15,7 @@ public struct PageAttributes: OptionSet, Hashable, Sendable {
   @inlinable public static var modified: PageAttributes { PageAttributes(rawValue: 2) }
   /// Some mapping allows writes (`PP_ATTRS_W`).
   @inlinable public static var writable: PageAttributes { PageAttributes(rawValue: 4) }
+  /// Not an attribute of the page: set in a ``PVOwner`` answer when the entry it changed must be
+  /// invalidated. Never stored, never returned by page operations.
+  @inlinable public static var invalidationOwed: PageAttributes { PageAttributes(rawValue: 0x80) }
 }

@@ -49,7 +49,7 @@ extension PageDatabase {
         guard violation == nil else { return }
         entries += 1
         let slot = PVEntry.slot(e)
-        guard slot >= 0, slot < pmapCapacity, let owner = slots[slot].owner else {
+        guard slot >= 0, slot < pmapCapacity, let owner = slots[slot].owner?.takeUnretainedValue() else {
           violation = PVInvariantViolation(.unknownPmap, frame: frame)
           return
         }
@@ -69,7 +69,7 @@ extension PageDatabase {
     }
     var leaves = 0
     for i in 0..<pmapCapacity {
-      if let owner = slots[i].owner { leaves += owner.pvTrackedLeafCount() }
+      if let owner = slots[i].owner?.takeUnretainedValue() { leaves += owner.pvTrackedLeafCount() }
     }
     if leaves != entries { return PVInvariantViolation(.trackedLeafCountMismatch(leaves: leaves, entries: entries)) }
     return nil

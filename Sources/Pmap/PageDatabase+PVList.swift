@@ -1,21 +1,76 @@
 extension PageDatabase {
   // MARK: Registry
 
-  /// Registers a pmap; returns its slot.
-  func register(_ owner: any PVOwner) -> Int {
+  /// Registers a pmap's adapter (retained until ``unregister(slot:)``); returns its slot.
+  func register(_ owner: PVOwner) -> Int {
     let s = state
     precondition(s.pointee.registeredCount < pmapCapacity, "PageDatabase: more pmaps than pmapCapacity")
     var i = s.pointee.freeSlotHint
     while slots[i].owner != nil { i = (i + 1) % pmapCapacity }
-    slots[i].owner = owner
+    slots[i].owner = Unmanaged.passRetained(owner)
+    slots[i].root = owner.pvRoot
+    slots[i].sink = owner.pvSinkIdentity
     s.pointee.registeredCount += 1
     s.pointee.freeSlotHint = (i + 1) % pmapCapacity
     return i
   }
 
   func unregister(slot: Int) {
+    slots[slot].owner.unsafelyUnwrapped.release()
     slots[slot].owner = nil
+    slots[slot].sink = nil
     state.pointee.registeredCount -= 1
+  }
+
+  /// Calls `body` with the adapter of the pmap that pv entry `e` names, without retaining it.
+  @inlinable @inline(__always)
+  func withOwner<R>(of e: UInt64, _ body: (PVOwner) -> R) -> R {
+    slots[PVEntry.slot(e)].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef(body)
+  }
+
+  /// Records the invalidation an owner's answer says it owes for pv entry `e`; returns the
+  /// answer without the flag.
+  @inlinable @inline(__always)
+  func settle(_ answer: PageAttributes, for e: UInt64) -> PageAttributes {
+    guard answer.contains(.invalidationOwed) else { return answer }
+    let s = state
+    if s.pointee.pending.count == PendingRequests.capacity { reportPending() }
+    let slot = PVEntry.slot(e)
+    let n = s.pointee.pending.count
+    s.pointee.pending.requests[n] = InvalidationRequest(
+      root: slots[slot].root, page: VirtualAddress(truncating: PVEntry.linear(e)))
+    s.pointee.pending.slots[n] = slot
+    s.pointee.pending.count = n &+ 1
+    return answer.subtracting(.invalidationOwed)
+  }
+
+  /// Reports the gathered invalidations: one call per distinct sink, before the page operation
+  /// returns.
+  @inlinable
+  func reportPending() {
+    let s = state
+    var n = s.pointee.pending.count
+    let requests = s.pointee.pending.requests
+    let owners = s.pointee.pending.slots
+    while n > 0 {
+      // Move the requests for the first one's sink to the front, report them, drop them.
+      let sink = slots[owners[0]].sink
+      var k = 1
+      for i in 1..<n where slots[owners[i]].sink == sink {
+        swap(&requests[i], &requests[k])
+        swap(&owners[i], &owners[k])
+        k += 1
+      }
+      slots[owners[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
+        $0.pvInvalidate(UnsafeBufferPointer(start: requests, count: k))
+      }
+      for i in k..<n {
+        requests[i - k] = requests[i]
+        owners[i - k] = owners[i]
+      }
+      n -= k
+    }
+    s.pointee.pending.count = 0
   }
 
   // MARK: Pool
@@ -179,10 +234,12 @@ extension PageDatabase {
   /// address it maps it at.
   ///
   /// - Precondition: `manages(frame)`.
-  public func forEachMapping(of frame: PhysicalAddress, _ body: (_ pmapRoot: PhysicalAddress, _ va: VirtualAddress) -> Void) {
+  public func forEachMapping(
+    of frame: PhysicalAddress, _ body: (_ pmapRoot: PhysicalAddress, _ va: VirtualAddress) -> Void
+  ) {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     forEachEntry(of: frame.alignedDown()) { e in
-      body(slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvRoot, VirtualAddress(truncating: PVEntry.linear(e)))
+      body(withOwner(of: e) { $0.pvRoot }, VirtualAddress(truncating: PVEntry.linear(e)))
     }
   }
 }

@@ -10,7 +10,7 @@ extension PageDatabase {
     let f = frame.alignedDown()
     var merged = page(f).pointee.attributes
     forEachEntry(of: f) { e in
-      merged.formUnion(slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvAttributes(atLinear: PVEntry.linear(e)))
+      merged.formUnion(withOwner(of: e) { $0.pvAttributes(atLinear: PVEntry.linear(e)) })
     }
     if merged.contains(.modified) { merged.insert(.referenced) }
     page(f).pointee.attributes = merged.subtracting(.writable)
@@ -63,6 +63,18 @@ extension PageDatabase {
     clear(.modified, frame).contains(.modified)
   }
 
+  /// Clears `which` (`.referenced`, `.modified` or both) in the cache and in every mapping, and
+  /// returns the attributes merged over all of them before the clear (NetBSD's
+  /// `pmap_clear_attrs`; the "test and clear A/D" of a clock scan). Entries change with atomic
+  /// operations and are invalidated when their A bit was set.
+  ///
+  /// - Precondition: `manages(frame)`.
+  /// - Complexity: O(mappings).
+  @discardableResult
+  public func clearAttributes(_ which: PageAttributes, of frame: PhysicalAddress) -> PageAttributes {
+    clear(which, frame)
+  }
+
   /// Clears `which` everywhere; returns the merged attributes seen before the clear.
   func clear(_ which: PageAttributes, _ frame: PhysicalAddress) -> PageAttributes {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
@@ -70,9 +82,9 @@ extension PageDatabase {
     var seen = page(f).pointee.attributes
     page(f).pointee.attributes.subtract(which)
     forEachEntry(of: f) { e in
-      seen.formUnion(slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvClear(which, atLinear: PVEntry.linear(e)))
+      seen.formUnion(settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e))
     }
-    finish(f)
+    if state.pointee.pending.count != 0 { reportPending() }
     return seen
   }
 
@@ -90,11 +102,11 @@ extension PageDatabase {
     var count = 0
     page(f).pointee.attributes.remove(.referenced)
     forEachEntry(of: f) { e in
-      let old = slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvClear(.referenced, atLinear: PVEntry.linear(e))
+      let old = settle(withOwner(of: e) { $0.pvClear(.referenced, atLinear: PVEntry.linear(e)) }, for: e)
       if old.contains(.referenced) { count += 1 }
       if old.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
     }
-    finish(f)
+    if state.pointee.pending.count != 0 { reportPending() }
     return count == 0 && cachedReference ? 1 : count
   }
 
@@ -111,24 +123,31 @@ extension PageDatabase {
     if protection.contains(.write) { return }
     if !protection.isEmpty {
       forEachEntry(of: f) { e in
-        let attributes = slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvWriteProtect(atLinear: PVEntry.linear(e))
+        let attributes = settle(withOwner(of: e) { $0.pvWriteProtect(atLinear: PVEntry.linear(e)) }, for: e)
         page(f).pointee.attributes.formUnion(attributes.intersection([.referenced, .modified]))
       }
-      finish(f)
+      if state.pointee.pending.count != 0 { reportPending() }
       return
     }
-    // Remove every mapping: take the list off the page first, then dismantle it.
+    removeAll(f)
+  }
+
+  /// Removes every mapping of page `f`; returns how many there were.
+  func removeAll(_ f: PhysicalAddress) -> Int {
+    // Take the list off the page first, then dismantle it.
     let p = page(f)
+    var count = 0
     var merged = p.pointee.attributes
     var entry = p.pointee.head
     var ref = p.pointee.firstNode
     p.pointee.head = 0
     p.pointee.setFirstNode(0)
     while entry != 0 {
-      let owner = slots[PVEntry.slot(entry)].owner.unsafelyUnwrapped
-      merged.formUnion(owner.pvRemove(atLinear: PVEntry.linear(entry)))
-      owner.pvFinish()
+      let linear = PVEntry.linear(entry)
+      merged.formUnion(
+        withOwner(of: entry) { $0.pvRemove(atLinear: linear) })
       state.pointee.mappingCount -= 1
+      count += 1
       if ref == 0 { break }
       let n = node(ref)
       entry = n[0]
@@ -138,19 +157,14 @@ extension PageDatabase {
     }
     if merged.contains(.modified) { merged.insert(.referenced) }
     p.pointee.attributes = merged.subtracting(.writable)
+    return count
   }
 
   /// Removes every mapping of the page: ``protectPage(_:to:)`` with no rights
   /// (`pmap_page_protect(pg, VM_PROT_NONE)`); returns how many there were.
   @discardableResult
   public func removeAllMappings(_ frame: PhysicalAddress) -> Int {
-    let n = mappingCount(of: frame)
-    protectPage(frame, to: .none)
-    return n
-  }
-
-  /// Reports the invalidations every pmap mapping the page queued.
-  func finish(_ f: PhysicalAddress) {
-    forEachEntry(of: f) { e in slots[PVEntry.slot(e)].owner.unsafelyUnwrapped.pvFinish() }
+    precondition(manages(frame), "PageDatabase: unmanaged frame")
+    return removeAll(frame.alignedDown())
   }
 }

@@ -48,7 +48,8 @@ public final class PageDatabase {
     pmapCapacity: Int = 1024
   ) {
     precondition(base.isPageAligned, "PageDatabase: base must be 4 KiB aligned")
-    precondition(pageCount > 0 && base.rawValue + UInt64(pageCount) << 12 <= PhysicalAddress.limit, "PageDatabase: bad range")
+    precondition(
+      pageCount > 0 && base.rawValue + UInt64(pageCount) << 12 <= PhysicalAddress.limit, "PageDatabase: bad range")
     precondition((1...65535).contains(pmapCapacity), "PageDatabase: pmapCapacity must be 1...65535")
     self.memory = memory
     self.base = base
@@ -65,7 +66,7 @@ public final class PageDatabase {
   }
 
   deinit {
-    precondition(state.pointee.registeredCount == 0, "PageDatabase: released while pmaps still use it")
+    // Pmaps hold their PageDatabase strongly and unregister in destroy(): none is left here.
     var frame = state.pointee.poolFrames
     while frame != 0 {
       let next = memory.pointer(to: PhysicalAddress(truncating: frame)).load(fromByteOffset: 4080, as: UInt64.self)
@@ -74,6 +75,8 @@ public final class PageDatabase {
     }
     pages.deallocate()
     slots.deallocate()
+    state.pointee.pending.requests.deallocate()
+    state.pointee.pending.slots.deallocate()
     state.deallocate()
   }
 
@@ -166,12 +169,31 @@ struct PVState {
   @usableFromInline var poolFrameCount = 0
   @usableFromInline var registeredCount = 0
   @usableFromInline var freeSlotHint = 0
+  @usableFromInline var pending = PendingRequests()
   @inlinable init() {}
 }
 
 /// A registered pmap: the object page operations call, and its format's bits.
 @usableFromInline
 struct OwnerSlot {
-  @usableFromInline unowned(unsafe) var owner: (any PVOwner)? = nil
+  /// Retained by ``PageDatabase/register(_:)``, released by ``PageDatabase/unregister(slot:)``.
+  @usableFromInline var owner: Unmanaged<PVOwner>? = nil
+  /// The pmap's root and the identity of its invalidation sink, cached at registration.
+  @usableFromInline var root = PhysicalAddress(truncating: 0)
+  @usableFromInline var sink: ObjectIdentifier? = nil
   @inlinable init() {}
+}
+
+/// Invalidations a page operation owes, gathered across pmaps and reported once per sink.
+@usableFromInline
+struct PendingRequests {
+  @usableFromInline static var capacity: Int { 64 }
+  @usableFromInline var count = 0
+  @usableFromInline let requests: UnsafeMutablePointer<InvalidationRequest>
+  @usableFromInline let slots: UnsafeMutablePointer<Int>
+
+  @inlinable init() {
+    requests = .allocate(capacity: Self.capacity)
+    slots = .allocate(capacity: Self.capacity)
+  }
 }

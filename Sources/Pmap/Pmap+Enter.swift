@@ -75,7 +75,9 @@ extension Pmap {
     var grownPool: PhysicalAddress? = nil
     if managed, let pages, pages.page(pa).pointee.head != 0 {
       do { grownPool = try pages.reserveNode() } catch {
-        if !options.contains(.canFail) { preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)") }
+        if !options.contains(.canFail) {
+          preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
+        }
         throw error
       }
     }

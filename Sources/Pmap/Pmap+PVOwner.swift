@@ -1,11 +1,9 @@
-extension Pmap: PVOwner {
+extension Pmap {
   /// Whether `pa` lies in the managed range of ``pages``.
   @inlinable @inline(__always)
   func isManaged(_ pa: PhysicalAddress) -> Bool {
     pa.rawValue >= state.pointee.managedBase && pa.rawValue < state.pointee.managedEnd
   }
-
-  @usableFromInline var pvRoot: PhysicalAddress { root }
 
   /// The managed 4 KiB leaf at `linear`: a pv entry names one, so its absence is a broken
   /// invariant, not bad input.
@@ -17,52 +15,68 @@ extension Pmap: PVOwner {
     return leaf.entry
   }
 
-  @usableFromInline
-  func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
+  /// Implementation of ``PVOwner/pvAttributes``.
+  @inlinable
+  public func _pvAttributes(atLinear linear: UInt64) -> PageAttributes {
     Ops.pageAttributes(of: managedLeaf(linear).load())
   }
 
-  @usableFromInline
-  func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
+  /// Implementation of ``PVOwner/pvClear``.
+  @inlinable
+  public func _pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
     let p = managedLeaf(linear)
     guard hardwareManagesAccessedDirty else { return Ops.pageAttributes(of: p.load()) }
     // Clearing A alone keeps D; clearing D alone keeps A (D implies A holds either way).
     let bits = Ops.entryBits(for: attributes.intersection([.referenced, .modified]))
     let old = p.clearBits(bits)
-    if old & bits != 0 && old & Ops.accessedBit != 0 { queueInvalidation(linear: linear) }
-    return Ops.pageAttributes(of: old)
+    var answer = Ops.pageAttributes(of: old)
+    if old & bits != 0 && old & Ops.accessedBit != 0 { answer.insert(.invalidationOwed) }
+    return answer
   }
 
-  @usableFromInline
-  func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
+  /// Implementation of ``PVOwner/pvWriteProtect``.
+  @inlinable
+  public func _pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
     let p = managedLeaf(linear)
     let old = p.update { Ops.restricting($0, to: .readExecute) }
-    if old & Ops.accessedBit != 0 && Ops.restricting(old, to: .readExecute) != old {
-      queueInvalidation(linear: linear)
-    }
-    return Ops.pageAttributes(of: old)
+    var answer = Ops.pageAttributes(of: old)
+    if old & Ops.accessedBit != 0 && Ops.restricting(old, to: .readExecute) != old { answer.insert(.invalidationOwed) }
+    return answer
   }
 
-  @usableFromInline
-  func pvRemove(atLinear linear: UInt64) -> PageAttributes {
+  /// Implementation of ``PVOwner/pvRemove``.
+  @inlinable
+  public func _pvRemove(atLinear linear: UInt64) -> PageAttributes {
     // A 4 KiB leaf cannot split a large mapping: removeLeaf cannot throw here.
     let old = (try? removeLeaf(linear: linear, updatingPVList: false)) ?? 0
+    finishOperation()
     return Ops.pageAttributes(of: old)
   }
 
-  @usableFromInline
-  func pvFinish() { finishOperation() }
+  /// Implementation of ``PVOwner/pvFinish``.
+  @inlinable
+  public func _pvFinish() { finishOperation() }
 
-  @usableFromInline
-  func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
+  /// Implementation of ``PVOwner/pvInvalidate(_:)``.
+  @inlinable
+  public func _pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) { invalidation.invalidate(requests) }
+
+  /// Implementation of ``PVOwner/pvSinkIdentity``.
+  @inlinable
+  public var _pvSinkIdentity: ObjectIdentifier { ObjectIdentifier(invalidation) }
+
+  /// Implementation of ``PVOwner/pvFrame``.
+  @inlinable
+  public func _pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
     guard let leaf = lookupLeaf(VirtualAddress(truncating: linear)), leaf.level == .pageTable,
       leaf.value & Ops.managedBit != 0
     else { return nil }
     return Ops.leafFrame(leaf.value, at: .pageTable)
   }
 
-  @usableFromInline
-  func pvTrackedLeafCount() -> Int {
+  /// Implementation of ``PVOwner/pvTrackedLeafCount``.
+  @inlinable
+  public func _pvTrackedLeafCount() -> Int {
     var n = 0
     forEachMapping(in: .lowerHalf) { _, t in if t.isManaged { n += 1 } }
     forEachMapping(in: .upperHalf) { _, t in if t.isManaged { n += 1 } }

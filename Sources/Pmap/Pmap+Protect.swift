@@ -46,10 +46,10 @@ extension Pmap {
 
 @usableFromInline
 struct ProtectVisitor<Ops: PTEOps>: LeafVisitor {
-  @usableFromInline unowned(unsafe) let pmap: Pmap<Ops>
+  @usableFromInline let pmapRef: Unmanaged<Pmap<Ops>>
   @usableFromInline let rights: Protection
   @inlinable init(pmap: Pmap<Ops>, rights: Protection) {
-    self.pmap = pmap
+    self.pmapRef = Unmanaged.passUnretained(pmap)
     self.rights = rights
   }
   @inlinable static var removesEntries: Bool { false }
@@ -60,7 +60,7 @@ struct ProtectVisitor<Ops: PTEOps>: LeafVisitor {
     let rights = self.rights
     let old = p.update(startingWith: entry) { Ops.restricting($0, to: rights) }
     if old & Ops.accessedBit != 0 && Ops.restricting(old, to: rights) != old {
-      pmap.queueInvalidation(linear: linear)
+      pmapRef._withUnsafeGuaranteedRef { $0.queueInvalidation(linear: linear) }
     }
     return false
   }

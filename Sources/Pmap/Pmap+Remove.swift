@@ -81,7 +81,8 @@ extension Pmap {
     accountRemoval(of: old, at: .pageTable, linear: linear)
     if updatingPVList && old & Ops.managedBit != 0 {
       pages.unsafelyUnwrapped.remove(
-        slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: .pageTable), attributes: Ops.pageAttributes(of: old))
+        slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: .pageTable), attributes: Ops.pageAttributes(of: old)
+      )
     }
     // Cascade: drop the leaf's count, then free tables that became empty, bottom-up.
     memory.adjustWireCount(of: tables.0, by: -1)
@@ -113,8 +114,8 @@ extension Pmap {
 
 @usableFromInline
 struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
-  @usableFromInline unowned(unsafe) let pmap: Pmap<Ops>
-  @inlinable init(pmap: Pmap<Ops>) { self.pmap = pmap }
+  @usableFromInline let pmapRef: Unmanaged<Pmap<Ops>>
+  @inlinable init(pmap: Pmap<Ops>) { self.pmapRef = Unmanaged.passUnretained(pmap) }
   @inlinable static var removesEntries: Bool { true }
   @inlinable static var requiresWholeLargePages: Bool { true }
 
@@ -122,11 +123,14 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   /// (NetBSD's `pmap_remove_pte`).
   @inlinable @inline(__always)
   mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
-    let old = p.exchange(0)
-    pmap.accountRemoval(of: old, at: level, linear: linear)
-    if old & Ops.managedBit != 0 {
-      pmap.pages.unsafelyUnwrapped.remove(
-        slot: pmap.pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
+    pmapRef._withUnsafeGuaranteedRef { pmap in
+      let old = p.exchange(0)
+      pmap.accountRemoval(of: old, at: level, linear: linear)
+      if old & Ops.managedBit != 0 {
+        pmap.pages.unsafelyUnwrapped.remove(
+          slot: pmap.pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level),
+          attributes: Ops.pageAttributes(of: old))
+      }
     }
     return true
   }

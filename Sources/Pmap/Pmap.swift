@@ -63,7 +63,7 @@ public final class Pmap<Ops: PTEOps> {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
-      state.pointee.pvSlot = pages.register(self)
+      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self))
     }
   }
 

@@ -61,6 +61,7 @@ public final class SimulatedMachine {
   /// A new pmap of format `Ops` (tracked in ``pages``), for tests generic over the format.
   public func makePmap<Ops: PTEOps>(_: Ops.Type, accessedDirty: Bool = true) throws(PmapCreationError) -> Pmap<Ops> {
     try Pmap<Ops>(
-      memory: memory, allocator: allocator, invalidation: sink, pages: pages, hardwareManagesAccessedDirty: accessedDirty)
+      memory: memory, allocator: allocator, invalidation: sink, pages: pages,
+      hardwareManagesAccessedDirty: accessedDirty)
   }
 }

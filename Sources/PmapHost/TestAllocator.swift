@@ -77,3 +77,21 @@ public final class RecordingInvalidationSink: InvalidationSink {
     callCount = 0
   }
 }
+
+/// The cheapest honest invalidation sink, for benchmarks: it counts what it is told (in memory
+/// it owns, so the count costs no exclusivity check), as a kernel's sink would cost one INVLPG
+/// or one IPI batch per call.
+public final class CountingInvalidationSink: InvalidationSink {
+  private let counters = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+  public init() { counters.initialize(repeating: 0, count: 2) }
+  deinit { counters.deallocate() }
+  /// Pages reported.
+  public var pagesInvalidated: Int { counters[0] }
+  /// Full invalidations reported.
+  public var fullInvalidations: Int { counters[1] }
+  public func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress) {
+    counters[0] &+= pages.count
+  }
+  public func invalidateAll(root: PhysicalAddress) { counters[1] &+= 1 }
+  public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) { counters[0] &+= requests.count }
+}

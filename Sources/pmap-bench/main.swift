@@ -21,7 +21,9 @@ let vaBase: UInt64 = 0x0000_4000_0000_0000
 final class Machine {
   let ram = SimulatedRAM(size: 8 << 30)
   let pageTableFrames: StackFrameAllocator
-  let sink = RecordingInvalidationSink(records: false)
+  let sink = CountingInvalidationSink()
+  /// The data frames, 4 GiB up to the end, are managed: pv-lists for the pv rows.
+  let pages: PageDatabase
   let sizes: [Int]
   let formats: [String]
   let tsv: Bool
@@ -29,6 +31,8 @@ final class Machine {
   init(arguments: [String]) {
     pageTableFrames = StackFrameAllocator(
       memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(4 << 30))
+    pages = PageDatabase(
+      memory: ram.memory, base: PhysicalAddress(dataBase), pageCount: 1 << 20, allocator: pageTableFrames)
     tsv = arguments.contains("--tsv")
     if let i = arguments.firstIndex(of: "--sizes"), i + 1 < arguments.count {
       sizes = arguments[i + 1].split(separator: ",").compactMap { Int($0) }
@@ -38,7 +42,7 @@ final class Machine {
     if let i = arguments.firstIndex(of: "--formats"), i + 1 < arguments.count {
       formats = arguments[i + 1].split(separator: ",").map(String.init)
     } else {
-      formats = ["native", "ept"]
+      formats = ["native", "ept", "mixed"]
     }
   }
 }
@@ -58,6 +62,7 @@ func fail(_ what: String) -> Never {
 /// The rows, named exactly as the C reference names them.
 enum Row: Int, CaseIterable {
   case map, translateSequential, translateRandom, protect, unmap
+  case mapPV, removeAll1, map8, clearAD8, removeAll8
   var name: String {
     switch self {
     case .map: "map (fresh tables)"
@@ -65,8 +70,16 @@ enum Row: Int, CaseIterable {
     case .translateRandom: "translate random"
     case .protect: "protect (clear W)"
     case .unmap: "unmap (+free tables)"
+    case .mapPV: "map + pv insert"
+    case .removeAll1: "remove_all, 1 mapping"
+    case .map8: "map+pv into 8 spaces*"
+    case .clearAD8: "test&clear A/D, 8 maps"
+    case .removeAll8: "remove_all, 8 mappings"
     }
   }
+  /// Rows that need pv-lists but a single format; the mixed case runs only the 8-space rows.
+  var isEightSpaces: Bool { self == .map8 || self == .clearAD8 || self == .removeAll8 }
+  var isSingleSpace: Bool { !isEightSpaces }
 }
 
 @inline(never)
@@ -119,6 +132,72 @@ func runOnce<Ops: PTEOps>(
   results[Row.unmap.rawValue] = (now() - t) / Double(n)
   if pmap.statistics.pageTablePages != 1 || pmap.statistics.residentPages != 0 { fail("unmap freed everything") }
   pmap.destroy()
+
+  // The same enter, now with reverse-map tracking, then remove every mapping of each page.
+  let tracked: Pmap<Ops>
+  do {
+    tracked = try Pmap<Ops>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages)
+  } catch { fail("pmap creation") }
+  t = now()
+  for i in 0..<n {
+    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
+    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
+    do { try tracked.enter(va, pa, protection: .readWrite) } catch { fail("enter pv") }
+  }
+  results[Row.mapPV.rawValue] = (now() - t) / Double(n)
+  var removed = 0
+  t = now()
+  for i in 0..<n { removed &+= m.pages.removeAllMappings(PhysicalAddress(dataBase + UInt64(i) << 12)) }
+  results[Row.removeAll1.rawValue] = (now() - t) / Double(n)
+  if removed != n || tracked.statistics.pageTablePages != 1 { fail("remove_all 1") }
+  tracked.destroy()
+}
+
+/// The 8-space rows: every data page entered into 8 pmaps, four of format A and four of format B,
+/// interleaved (A = B for the single-format cases), with A and D set as the C reference does.
+@inline(never)
+func runEight<A: PTEOps, B: PTEOps>(_: A.Type, _: B.Type, on m: Machine, n: Int, into results: inout [Double]) {
+  var a: [Pmap<A>] = []
+  var b: [Pmap<B>] = []
+  do {
+    for _ in 0..<4 {
+      a.append(try Pmap<A>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages))
+      b.append(try Pmap<B>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages))
+    }
+  } catch { fail("pmap creation") }
+  let (a0, a1, a2, a3) = (a[0], a[1], a[2], a[3])
+  let (b0, b1, b2, b3) = (b[0], b[1], b[2], b[3])
+  var t = now()
+  for i in 0..<n {
+    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
+    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
+    do {
+      try a0.enter(va, pa, protection: .readWrite, access: .write)
+      try b0.enter(va, pa, protection: .readWrite, access: .write)
+      try a1.enter(va, pa, protection: .readWrite, access: .write)
+      try b1.enter(va, pa, protection: .readWrite, access: .write)
+      try a2.enter(va, pa, protection: .readWrite, access: .write)
+      try b2.enter(va, pa, protection: .readWrite, access: .write)
+      try a3.enter(va, pa, protection: .readWrite, access: .write)
+      try b3.enter(va, pa, protection: .readWrite, access: .write)
+    } catch { fail("enter 8") }
+  }
+  results[Row.map8.rawValue] = (now() - t) / Double(n)
+  var seen = 0
+  t = now()
+  for i in 0..<n {
+    let found = m.pages.clearAttributes([.referenced, .modified], of: PhysicalAddress(dataBase + UInt64(i) << 12))
+    seen &+= Int(found.rawValue & 3)
+  }
+  results[Row.clearAD8.rawValue] = (now() - t) / Double(n)
+  if seen != 3 * n { fail("test&clear A/D") }
+  var removed = 0
+  t = now()
+  for i in 0..<n { removed &+= m.pages.removeAllMappings(PhysicalAddress(dataBase + UInt64(i) << 12)) }
+  results[Row.removeAll8.rawValue] = (now() - t) / Double(n)
+  if removed != 8 * n { fail("remove_all 8") }
+  for p in a { p.destroy() }
+  for p in b { p.destroy() }
 }
 
 func randomPermutation(_ n: Int) -> [VirtualAddress] {
@@ -142,16 +221,16 @@ struct Cell {
   var max = 0.0
 }
 
-func measure<Ops: PTEOps>(_ format: Ops.Type, on m: Machine) -> [[Cell]] {
+func measure(on m: Machine, _ run: (Int, [VirtualAddress], inout [Double]) -> Void) -> [[Cell]] {
   let sizes = m.sizes
   var table = [[Cell]](repeating: [Cell](repeating: Cell(), count: sizes.count), count: Row.allCases.count)
   for (k, n) in sizes.enumerated() {
     let order = randomPermutation(n)
     var samples = [[Double]](repeating: [], count: Row.allCases.count)
     var results = [Double](repeating: 0, count: Row.allCases.count)
-    runOnce(format, on: m, n: n, randomOrder: order, into: &results)  // warm-up, discarded
+    run(n, order, &results)  // warm-up, discarded
     for _ in 0..<repetitions {
-      runOnce(format, on: m, n: n, randomOrder: order, into: &results)
+      run(n, order, &results)
       for r in Row.allCases { samples[r.rawValue].append(results[r.rawValue]) }
     }
     for r in Row.allCases {
@@ -173,17 +252,17 @@ func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
   return left ? s + fill : fill + s
 }
 
-func report(_ name: String, _ table: [[Cell]], on m: Machine) {
+func report(_ name: String, _ table: [[Cell]], rows: [Row], on m: Machine) {
   let sizes = m.sizes
   if m.tsv {
-    for r in Row.allCases {
+    for r in rows {
       for (k, n) in sizes.enumerated() { print("\(name)\t\(r.name)\t\(n)\t\(format(table[r.rawValue][k].median))") }
     }
     return
   }
   print("swift-pmap \(name): ns/op, median of \(repetitions) [min-max]")
   print(pad("op", 24, left: true) + sizes.map { pad("N=\($0)", 23) }.joined())
-  for r in Row.allCases {
+  for r in rows {
     var line = pad(r.name, 24, left: true)
     for k in sizes.indices {
       let c = table[r.rawValue][k]
@@ -191,7 +270,7 @@ func report(_ name: String, _ table: [[Cell]], on m: Machine) {
     }
     print(line)
   }
-  print("page-table frames in use at peak: \(m.pageTableFrames.peakFramesInUse)")
+  if rows.contains(.map8) { print("* per physical page (8 mappings each); A/D and remove_all rows likewise.") }
 }
 
 let machine = Machine(arguments: CommandLine.arguments)
@@ -238,10 +317,29 @@ do {
   let start = now()
   while now() - start < 1.5e9 { runOnce(NativePTE.self, on: machine, n: 65536, randomOrder: order, into: &scratch) }
 }
+func both<Ops: PTEOps>(_: Ops.Type, on m: Machine, n: Int, order: [VirtualAddress], results: inout [Double]) {
+  runOnce(Ops.self, on: m, n: n, randomOrder: order, into: &results)
+  runEight(Ops.self, Ops.self, on: m, n: n, into: &results)
+}
+
 for name in machine.formats {
   switch name {
-  case "native": report(name, measure(NativePTE.self, on: machine), on: machine)
-  case "ept": report(name, measure(EPTPTE.self, on: machine), on: machine)
-  default: fail("unknown format \(name) (native, ept)")
+  case "native":
+    report(
+      name, measure(on: machine) { both(NativePTE.self, on: machine, n: $0, order: $1, results: &$2) },
+      rows: Row.allCases, on: machine)
+  case "ept":
+    report(
+      name, measure(on: machine) { both(EPTPTE.self, on: machine, n: $0, order: $1, results: &$2) }, rows: Row.allCases,
+      on: machine)
+  case "mixed":
+    let table = measure(on: machine) { n, _, results in
+      runEight(NativePTE.self, EPTPTE.self, on: machine, n: n, into: &results)
+    }
+    report(name, table, rows: Row.allCases.filter(\.isEightSpaces), on: machine)
+  default: fail("unknown format \(name) (native, ept, mixed)")
   }
 }
+print(
+  "pv storage: 0 bytes for a page's first mapping, \(PageDatabase.bytesPerAdditionalMapping) bytes for each further one; page-table frames at peak: \(machine.pageTableFrames.peakFramesInUse)"
+)
