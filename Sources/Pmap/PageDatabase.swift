@@ -114,6 +114,14 @@ public struct PVStatistics: Hashable, Sendable {
   public var poolFrames: Int
   /// Pmaps registered.
   public var registeredPmaps: Int
+
+  /// Creates a set of counters.
+  public init(mappings: Int, overflowNodesInUse: Int, poolFrames: Int, registeredPmaps: Int) {
+    self.mappings = mappings
+    self.overflowNodesInUse = overflowNodesInUse
+    self.poolFrames = poolFrames
+    self.registeredPmaps = registeredPmaps
+  }
 }
 
 /// One managed page's metadata: 16 bytes.
