@@ -21,8 +21,10 @@ let package = Package(
     .target(name: "PmapNative", dependencies: ["Pmap"]),
     .target(name: "PmapEPT", dependencies: ["Pmap"]),
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Built for bare metal in CI to force specialisation of all generic library code.
+    .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
-    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -129,7 +129,7 @@ extension PageDatabase {
       if state.pointee.pending.count != 0 { reportPending() }
       return
     }
-    removeAll(f)
+    _ = removeAll(f)
   }
 
   /// Removes every mapping of page `f`; returns how many there were.

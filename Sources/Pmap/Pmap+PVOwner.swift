@@ -63,7 +63,7 @@ extension Pmap {
 
   /// Implementation of ``PVOwner/pvSinkIdentity``.
   @inlinable
-  public var _pvSinkIdentity: ObjectIdentifier { ObjectIdentifier(invalidation) }
+  public var _pvSinkIdentity: ObjectIdentifier { ObjectIdentifier(invalidation as AnyObject) }
 
   /// Implementation of ``PVOwner/pvFrame``.
   @inlinable

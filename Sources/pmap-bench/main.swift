@@ -7,6 +7,7 @@
 //   swift run -c release pmap-bench --tsv      format<TAB>op<TAB>N<TAB>median_ns, one per line
 //   ... --sizes 4096,65536                     other N
 //   ... --formats ept,native                   which formats, in this order
+//   ... --no-warmup                            skip the 1.5 s warm-up (for instruction counting)
 import Glibc
 import Pmap
 import PmapEPT
@@ -311,7 +312,7 @@ if let i = CommandLine.arguments.firstIndex(of: "--alloc-probe"), i + 1 < Comman
 }
 // Warm up for a second and a half first: on these machines the first second or two of a
 // process runs markedly slower (clock ramp), which would bias whichever format ran first.
-do {
+if !CommandLine.arguments.contains("--no-warmup") {
   var scratch = [Double](repeating: 0, count: Row.allCases.count)
   let order = randomPermutation(65536)
   let start = now()
