@@ -20,8 +20,9 @@ open class PVOwner {
   }
   /// Clears `attributes` (`.referenced`, `.modified`) in the leaf that maps `linear`; returns
   /// what it recorded before, with ``PageAttributes/invalidationOwed`` when the change must be
-  /// invalidated (the page database batches those across pmaps). Without hardware A/D nothing
-  /// is cleared.
+  /// invalidated (the page database batches those across pmaps). Clearing `.referenced` clears
+  /// D as well (D implies A in every entry); the caller keeps a reported `.modified` in the
+  /// page's cache. Without hardware A/D nothing is cleared.
   open func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
     preconditionFailure("PVOwner.pvClear is abstract")
   }

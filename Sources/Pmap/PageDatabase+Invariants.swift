@@ -12,7 +12,7 @@ public struct PVInvariantViolation: Error, Equatable, Sendable {
     case trackedLeafCountMismatch(leaves: Int, entries: Int)
     /// The mapping counter does not match the lists.
     case mappingCountMismatch(counted: Int, recorded: Int)
-    /// A cached attribute set holds `.writable` or `.modified` without `.referenced`.
+    /// A cached attribute set holds something other than `.referenced` and `.modified`.
     case badCachedAttributes
   }
   /// What is wrong.
@@ -40,7 +40,7 @@ extension PageDatabase {
     for i in 0..<pageCount {
       let frame = PhysicalAddress(truncating: base.rawValue + UInt64(i) << 12)
       let cached = pages[i].attributes
-      if cached.contains(.writable) || (cached.contains(.modified) && !cached.contains(.referenced)) {
+      if !cached.isSubset(of: [.referenced, .modified]) {
         return PVInvariantViolation(.badCachedAttributes, frame: frame)
       }
       var seen: [UInt64] = []

@@ -1,7 +1,9 @@
 extension PageDatabase {
   /// The merged attributes of the managed page at `frame`: the cache, plus what every current
   /// mapping records, each read in its own pmap's format. What is found is cached (NetBSD's
-  /// `pmap_sync_pv` without clearing). D implies A in the result.
+  /// `pmap_sync_pv` without clearing). Referenced and modified are independent page attributes
+  /// (as NetBSD's U and M): after ``clearReference(_:)`` a dirty page stays modified but is not
+  /// referenced until touched again.
   ///
   /// - Precondition: `manages(frame)`.
   /// - Complexity: O(mappings).
@@ -12,7 +14,6 @@ extension PageDatabase {
     forEachEntry(of: f) { e in
       merged.formUnion(withOwner(of: e) { $0.pvAttributes(atLinear: PVEntry.linear(e)) })
     }
-    if merged.contains(.modified) { merged.insert(.referenced) }
     page(f).pointee.attributes = merged.subtracting(.writable)
     return merged
   }
@@ -82,7 +83,10 @@ extension PageDatabase {
     var seen = page(f).pointee.attributes
     page(f).pointee.attributes.subtract(which)
     forEachEntry(of: f) { e in
-      seen.formUnion(settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e))
+      let old = settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e)
+      seen.formUnion(old)
+      // D cleared along with A stays recorded in the cache.
+      if old.contains(.modified) && !which.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
     }
     if state.pointee.pending.count != 0 { reportPending() }
     return seen
@@ -155,7 +159,6 @@ extension PageDatabase {
       freeNode(ref)
       ref = next
     }
-    if merged.contains(.modified) { merged.insert(.referenced) }
     p.pointee.attributes = merged.subtracting(.writable)
     return count
   }

@@ -73,8 +73,12 @@ extension Pmap {
     // x86 pmap uses large pages only for the kernel's own mappings).
     let managed = size == .size4K && isManaged(pa)
     var grownPool: PhysicalAddress? = nil
-    if managed, let pages, pages.page(pa).pointee.head != 0 {
-      do { grownPool = try pages.reserveNode() } catch {
+    if managed, let pages, pages.page(pa).pointee.head != 0, pages.state.pointee.freeNodeCount == 0,
+      !maps(va, to: pa)
+    {
+      // A further mapping of the page needs a pool node and the pool is empty: grow it now, before
+      // anything changes, and give the frame back if this call fails later.
+      do { grownPool = try pages.growPool() } catch {
         if !options.contains(.canFail) {
           preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
         }
@@ -87,15 +91,20 @@ extension Pmap {
     let leafLevel = size.leafLevel
     var table = root
     var allocated = false
-    if leafLevel < .pml4 {
-      allocated = try descend(from: &table, at: .pml4, toward: leafLevel, for: va, options: options)
-    }
-    if !allocated && leafLevel < .pageDirectoryPointerTable {
-      allocated = try descend(
-        from: &table, at: .pageDirectoryPointerTable, toward: leafLevel, for: va, options: options)
-    }
-    if !allocated && leafLevel < .pageDirectory {
-      allocated = try descend(from: &table, at: .pageDirectory, toward: leafLevel, for: va, options: options)
+    do {
+      if leafLevel < .pml4 {
+        allocated = try descend(from: &table, at: .pml4, toward: leafLevel, for: va, options: options)
+      }
+      if !allocated && leafLevel < .pageDirectoryPointerTable {
+        allocated = try descend(
+          from: &table, at: .pageDirectoryPointerTable, toward: leafLevel, for: va, options: options)
+      }
+      if !allocated && leafLevel < .pageDirectory {
+        allocated = try descend(from: &table, at: .pageDirectory, toward: leafLevel, for: va, options: options)
+      }
+    } catch {
+      if let grownPool { pages.unsafelyUnwrapped.undoGrowth(grownPool) }
+      throw error
     }
 
     let p = memory.entry(in: table, at: va.index(at: leafLevel).value)
@@ -145,6 +154,13 @@ extension Pmap {
     let wasWired = previous & Ops.wiredBit != 0
     if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pageCount : pageCount }
     finishOperation()
+  }
+
+  /// Whether a 4 KiB leaf maps `va` to `pa` already (a re-enter, which needs no pv entry).
+  @inlinable
+  func maps(_ va: VirtualAddress, to pa: PhysicalAddress) -> Bool {
+    guard let leaf = lookupLeaf(va), leaf.level == .pageTable else { return false }
+    return Ops.leafFrame(leaf.value, at: .pageTable) == pa
   }
 
   /// One step of the walk in ``enter(_:_:protection:access:options:cacheMode:size:)``: moves

@@ -26,8 +26,11 @@ extension Pmap {
   public func _pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
     let p = managedLeaf(linear)
     guard hardwareManagesAccessedDirty else { return Ops.pageAttributes(of: p.load()) }
-    // Clearing A alone keeps D; clearing D alone keeps A (D implies A holds either way).
-    let bits = Ops.entryBits(for: attributes.intersection([.referenced, .modified]))
+    // Clearing A clears D too, so that D implies A stays true of every entry: the answer reports
+    // the D it had and the page database keeps it in the page's cached attributes, so the page
+    // stays modified (NetBSD keeps U and M of a page independent in the same way).
+    var bits = Ops.entryBits(for: attributes.intersection([.referenced, .modified]))
+    if attributes.contains(.referenced) { bits |= Ops.dirtyBit }
     let old = p.clearBits(bits)
     var answer = Ops.pageAttributes(of: old)
     if old & bits != 0 && old & Ops.accessedBit != 0 { answer.insert(.invalidationOwed) }

@@ -30,7 +30,7 @@ public final class SimulatedMachine {
     precondition(UInt64(pageTableFrames + 1) << 12 < ramSize, "SimulatedMachine: page-table area exceeds RAM")
     ram = SimulatedRAM(size: ramSize)
     let end = PhysicalAddress(UInt64(pageTableFrames + 1) << 12)
-    allocator = TestFrameAllocator(memory: ram.memory, frames: PhysicalAddress(4096), to: end)
+    allocator = TestFrameAllocator(memory: ram.memory, frames: PhysicalAddress(4096), to: end, backing: ram)
     sink = RecordingInvalidationSink(records: recordsInvalidations)
     dataBase = end
     pages = PageDatabase(

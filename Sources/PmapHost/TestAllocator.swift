@@ -13,9 +13,16 @@ public final class TestFrameAllocator: FrameAllocator {
   /// When true, every call from ``failAtCall`` on fails, not only that one.
   public var keepFailing = false
 
-  /// Creates an allocator over `start ..< end` of `memory`.
-  public init(memory: PhysicalMemory, frames start: PhysicalAddress, to end: PhysicalAddress) {
+  /// Keeps the RAM alive while frames may still be released into it.
+  private let backing: AnyObject?
+
+  /// Creates an allocator over `start ..< end` of `memory`. Pass the object that owns the
+  /// memory (a ``SimulatedRAM``) as `backing`: releasing a frame writes to it, and a
+  /// ``PageDatabase`` that holds this allocator releases its pool frames when it goes away.
+  public init(memory: PhysicalMemory, frames start: PhysicalAddress, to end: PhysicalAddress, backing: AnyObject? = nil)
+  {
     frames = StackFrameAllocator(memory: memory, frames: start, to: end)
+    self.backing = backing
   }
 
   /// Frames handed out and not released.

@@ -185,7 +185,8 @@ struct EnterRemoveTests {
       let base = address(pml4: 0, pdpt: 0, pd: 1)
       for i in 0..<4 {
         try pmap.enter(
-          base.plus(UInt64(i) << 12), machine.dataFrame(i), protection: .readWrite, options: i.isMultiple(of: 2) ? .wired : [])
+          base.plus(UInt64(i) << 12), machine.dataFrame(i), protection: .readWrite,
+          options: i.isMultiple(of: 2) ? .wired : [])
       }
       #expect(pmap.statistics == stats(4, 2, 4))
       // A single page (wired).
@@ -327,7 +328,10 @@ struct EnterRemoveTests {
       pmap.forEachMapping { va, t in seen.append((va, t)) }
       #expect(seen.map(\.0) == [vas[0], vas[1], address(pml4: 2, pd: 1), vas[2]])
       #expect(seen.map(\.1.size) == [.size4K, .size4K, .size2M, .size4K])
-      #expect(seen.map(\.1.frame) == [machine.dataFrame(0), machine.dataFrame(1), PhysicalAddress(1 << 21), machine.dataFrame(2)])
+      #expect(
+        seen.map(\.1.frame) == [
+          machine.dataFrame(0), machine.dataFrame(1), PhysicalAddress(1 << 21), machine.dataFrame(2),
+        ])
       var inRange: [VirtualAddress] = []
       pmap.forEachMapping(in: try range(address(pml4: 0, pd: 1), bytes: 1 << 39)) { va, _ in inRange.append(va) }
       #expect(inRange == [vas[1]])

@@ -186,14 +186,16 @@ struct EntryAlgebraTests {
       var encodings = Set<UInt64>()
       for mode in CacheMode.allCases {
         for protection in normalisedProtections {
-          let e = F.leafEntry(for: sampleFrames(size)[1], protection: protection, cacheMode: mode, at: level, kind: .user)
+          let e = F.leafEntry(
+            for: sampleFrames(size)[1], protection: protection, cacheMode: mode, at: level, kind: .user)
           #expect(F.cacheMode(of: e, at: level) == mode, "\(mode) \(protection)")
           #expect(F.leafFrame(e, at: level) == sampleFrames(size)[1], "\(mode)")
           // With A, D and software bits set the mode still reads back.
           let busy = e | F.accessedBit | F.dirtyBit | F.wiredBit | F.managedBit
           #expect(F.cacheMode(of: busy, at: level) == mode, "\(mode) \(protection)")
         }
-        encodings.insert(F.leafEntry(for: PhysicalAddress(0), protection: .read, cacheMode: mode, at: level, kind: .user))
+        encodings.insert(
+          F.leafEntry(for: PhysicalAddress(0), protection: .read, cacheMode: mode, at: level, kind: .user))
       }
       #expect(encodings.count == CacheMode.allCases.count, "every mode has its own encoding")
     }
@@ -232,16 +234,20 @@ struct NativeFormatTests {
   @Test("leaf entries, exact values")
   func leafValues() {
     let f = PhysicalAddress(0x1234_5000)
-    func leaf(_ p: Protection, _ m: CacheMode = .writeBack, _ l: PageTableLevel = .pageTable, _ k: AddressSpaceKind = .user)
+    func leaf(
+      _ p: Protection, _ m: CacheMode = .writeBack, _ l: PageTableLevel = .pageTable, _ k: AddressSpaceKind = .user
+    )
       -> UInt64
     {
-      NativePTE.leafEntry(for: PhysicalAddress(f.rawValue & ~(l.bytesPerEntry - 1)), protection: p, cacheMode: m, at: l, kind: k)
+      NativePTE.leafEntry(
+        for: PhysicalAddress(f.rawValue & ~(l.bytesPerEntry - 1)), protection: p, cacheMode: m, at: l, kind: k)
     }
     // P | RW | US, executable.
     #expect(leaf(.all) == 0x1234_5000 | 0b111)
     // Read-only, no-execute.
-    #expect(leaf(.read) == 0x1234_5000 | 0b101 | 1 << 63)
-    #expect(leaf(.readWrite) == 0x1234_5000 | 0b111 | 1 << 63)
+    let nx = UInt64(1) << 63
+    #expect(leaf(.read) == 0x1234_5000 | 0b101 | nx)
+    #expect(leaf(.readWrite) == 0x1234_5000 | 0b111 | nx)
     #expect(leaf(.readExecute) == 0x1234_5000 | 0b101)
     // Kernel: global instead of user.
     #expect(leaf(.all, .writeBack, .pageTable, .kernel) == 0x1234_5000 | 0b011 | 1 << 8)
@@ -262,7 +268,8 @@ struct NativeFormatTests {
       #expect(small & (1 << 7) != 0, "\(mode)")
       #expect(small & (1 << 12) == 0, "\(mode)")
       for level in [PageTableLevel.pageDirectory, .pageDirectoryPointerTable] {
-        let large = NativePTE.leafEntry(for: PhysicalAddress(1 << 30), protection: .read, cacheMode: mode, at: level, kind: .user)
+        let large = NativePTE.leafEntry(
+          for: PhysicalAddress(1 << 30), protection: .read, cacheMode: mode, at: level, kind: .user)
         #expect(large & (1 << 12) != 0, "\(mode) \(level)")
         #expect(large & (1 << 7) != 0, "\(mode) \(level): PS")
         #expect(NativePTE.leafFrame(large, at: level) == PhysicalAddress(1 << 30), "PAT bit is not part of the frame")
@@ -309,7 +316,8 @@ struct NativeFormatTests {
   @Test("misconfigured native entries")
   func misconfigured() {
     // PS in a PML4 entry is reserved.
-    #expect(NativePTE.isMisconfigured(NativePTE.tableEntry(for: PhysicalAddress(0x1000)) | NativePTE.pageSize, at: .pml4))
+    #expect(
+      NativePTE.isMisconfigured(NativePTE.tableEntry(for: PhysicalAddress(0x1000)) | NativePTE.pageSize, at: .pml4))
     // A 2 MiB leaf whose frame is not 2 MiB aligned (bit 13 set).
     let large = NativePTE.leafEntry(
       for: PhysicalAddress(1 << 21), protection: .read, cacheMode: .writeBack, at: .pageDirectory, kind: .user)
@@ -323,7 +331,7 @@ struct NativeFormatTests {
   @Test("CR3 of a native pmap is its root")
   func cr3() throws {
     let machine = makeMachine()
-    let pmap = try machine.makeNativePmap()
+    let pmap = try NativePTE.makePmap(on: machine)
     #expect(pmap.cr3 == pmap.root.rawValue)
     #expect(pmap.cr3 & 0xfff == 0)
     #expect(pmap.kind == .user)
@@ -378,7 +386,8 @@ struct EPTFormatTests {
   @Test("leaf entries, exact values")
   func leafValues() {
     func leaf(_ p: Protection) -> UInt64 {
-      EPTPTE.leafEntry(for: PhysicalAddress(0x1234_5000), protection: p, cacheMode: .writeBack, at: .pageTable, kind: .user)
+      EPTPTE.leafEntry(
+        for: PhysicalAddress(0x1234_5000), protection: p, cacheMode: .writeBack, at: .pageTable, kind: .user)
     }
     let wb: UInt64 = 6 << 3 | 1 << 6
     #expect(leaf(.read) == 0x1234_5000 | 0b001 | wb)
@@ -389,7 +398,8 @@ struct EPTFormatTests {
     #expect(leaf([.execute]) == 0x1234_5000 | 0b101 | wb)
     // The kind does not matter for EPT.
     #expect(
-      EPTPTE.leafEntry(for: PhysicalAddress(0x1234_5000), protection: .all, cacheMode: .writeBack, at: .pageTable, kind: .kernel)
+      EPTPTE.leafEntry(
+        for: PhysicalAddress(0x1234_5000), protection: .all, cacheMode: .writeBack, at: .pageTable, kind: .kernel)
         == leaf(.all))
   }
 
@@ -440,7 +450,7 @@ struct EPTFormatTests {
   @Test("EPT pointer of a pmap", arguments: [true, false])
   func eptPointer(_ accessedDirty: Bool) throws {
     let machine = makeMachine()
-    let pmap = try machine.makeEPTPmap(accessedDirty: accessedDirty)
+    let pmap = try EPTPTE.makePmap(on: machine, accessedDirty: accessedDirty)
     #expect(pmap.hardwareManagesAccessedDirty == accessedDirty)
     let eptp = EPTPointer(pmap)
     #expect(pmap.eptPointer == eptp)

@@ -23,22 +23,42 @@ enum Format: String, CaseIterable, Sendable, CustomTestStringConvertible {
 /// A format that can make a pmap on a ``SimulatedMachine``.
 protocol SimulatedFormat: PTEOps {
   static var format: Format { get }
-  /// A fresh pmap of this format on `machine` (a user pmap for native, hardware A/D for EPT).
-  static func makePmap(on machine: SimulatedMachine) throws -> Pmap<Self>
+}
+
+extension SimulatedFormat {
+  /// A fresh pmap of this format on `machine`, like `machine.makeNativePmap()` /
+  /// `machine.makeEPTPmap()` (a user pmap; hardware A/D for EPT), except that the pmap keeps the
+  /// machine alive: a pmap's deinit walks its tables, so the simulated RAM must outlive it.
+  static func makePmap(
+    on machine: SimulatedMachine, kind: AddressSpaceKind = .user, accessedDirty: Bool = true
+  ) throws -> Pmap<Self> {
+    try Pmap<Self>(
+      memory: machine.memory, allocator: KeepAliveAllocator(machine.allocator, owner: machine),
+      invalidation: machine.sink, kind: kind, hardwareManagesAccessedDirty: accessedDirty)
+  }
 }
 
 extension NativePTE: SimulatedFormat {
   static var format: Format { .native }
-  static func makePmap(on machine: SimulatedMachine) throws -> Pmap<NativePTE> {
-    try machine.makeNativePmap()
-  }
 }
 
 extension EPTPTE: SimulatedFormat {
   static var format: Format { .ept }
-  static func makePmap(on machine: SimulatedMachine) throws -> Pmap<EPTPTE> {
-    try machine.makeEPTPmap()
+}
+
+/// Forwards to `base` and keeps `owner` (whatever owns the simulated RAM) alive for as long as
+/// the pmap holding this allocator, so the pmap's deinit never walks unmapped memory.
+final class KeepAliveAllocator: FrameAllocator {
+  let base: any FrameAllocator
+  let owner: AnyObject
+
+  init(_ base: any FrameAllocator, owner: AnyObject) {
+    self.base = base
+    self.owner = owner
   }
+
+  func allocateFrame() -> PhysicalAddress? { base.allocateFrame() }
+  func releaseFrame(_ frame: PhysicalAddress) { base.releaseFrame(frame) }
 }
 
 /// A small machine: 64 MiB of lazily committed RAM, 1024 page-table frames.
@@ -142,12 +162,16 @@ final class OrderRecorder: FrameAllocator, InvalidationSink {
   }
 
   private let frames: StackFrameAllocator
+  /// The owner of the RAM, kept alive as long as a pmap holds this recorder.
+  private let machine: SimulatedMachine
   private(set) var events: [Event] = []
   /// Called at every release, before the frame goes back to the free list.
   var onRelease: ((PhysicalAddress) -> Void)?
 
-  init(memory: PhysicalMemory, frames start: PhysicalAddress, to end: PhysicalAddress) {
-    frames = StackFrameAllocator(memory: memory, frames: start, to: end)
+  /// A recorder handing out the frames `start ..< end` of `machine`'s RAM.
+  init(machine: SimulatedMachine, frames start: PhysicalAddress, to end: PhysicalAddress) {
+    self.machine = machine
+    frames = StackFrameAllocator(memory: machine.memory, frames: start, to: end)
   }
 
   var framesInUse: Int { frames.framesInUse }
@@ -173,6 +197,18 @@ final class OrderRecorder: FrameAllocator, InvalidationSink {
   }
 
   func reset() { events.removeAll() }
+}
+
+extension OrderRecorder.Event {
+  var releasedFrame: PhysicalAddress? {
+    if case .release(let frame) = self { return frame }
+    return nil
+  }
+
+  var isAllocation: Bool {
+    if case .allocate = self { return true }
+    return false
+  }
 }
 
 extension RecordingInvalidationSink.Event {

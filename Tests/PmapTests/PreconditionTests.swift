@@ -1,0 +1,108 @@
+import Pmap
+import PmapEPT
+import PmapHost
+import PmapNative
+import Testing
+
+/// Documented preconditions trap. Exit tests run their body in a child process; the body cannot
+/// capture anything, so each builds what it needs.
+@Suite("Documented preconditions trap")
+struct PreconditionTests {
+  @Test("a non-canonical VirtualAddress traps")
+  func nonCanonicalVirtualAddress() async {
+    await #expect(processExitsWith: .failure) {
+      let raw = UInt64(0x0000_8000_0000_0000)
+      _ = VirtualAddress(raw)
+    }
+  }
+
+  @Test("a PhysicalAddress at 2^52 traps")
+  func physicalAddressTooLarge() async {
+    await #expect(processExitsWith: .failure) {
+      let raw = UInt64(1) << 52
+      _ = PhysicalAddress(raw)
+    }
+  }
+
+  @Test("TableIndex(512) traps")
+  func tableIndexOutOfRange() async {
+    await #expect(processExitsWith: .failure) {
+      let value = 512
+      _ = TableIndex(value)
+    }
+  }
+
+  @Test("the valid counterparts do not trap")
+  func validValuesExitCleanly() async {
+    await #expect(processExitsWith: .success) {
+      _ = VirtualAddress(0x0000_7fff_ffff_f000)
+      _ = VirtualAddress(0xffff_8000_0000_0000)
+      _ = PhysicalAddress((1 << 52) - 1)
+      _ = TableIndex(511)
+    }
+  }
+
+  @Test("enter without .canFail traps when the allocator is exhausted (native)")
+  func enterWithoutCanFailNative() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeNativePmap()
+      machine.allocator.failAtCall = machine.allocator.allocationCalls + 1
+      machine.allocator.keepFailing = true
+      try? pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+    }
+  }
+
+  @Test("enter without .canFail traps when the allocator is exhausted (EPT)")
+  func enterWithoutCanFailEPT() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeEPTPmap()
+      machine.allocator.failAtCall = machine.allocator.allocationCalls + 2
+      machine.allocator.keepFailing = true
+      try? pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+    }
+  }
+
+  @Test("enter without .canFail succeeds while frames last")
+  func enterWithoutCanFailWhileFramesLast() async {
+    await #expect(processExitsWith: .success) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeNativePmap()
+      machine.allocator.failAtCall = machine.allocator.allocationCalls + 4
+      machine.allocator.keepFailing = true
+      try pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+    }
+  }
+
+  @Test("using a pmap after destroy() traps: extract")
+  func useAfterDestroyExtract() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeNativePmap()
+      try pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+      pmap.destroy()
+      _ = pmap.extract(VirtualAddress(0x1000))
+    }
+  }
+
+  @Test("using a pmap after destroy() traps: enter")
+  func useAfterDestroyEnter() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeEPTPmap()
+      pmap.destroy()
+      try? pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+    }
+  }
+
+  @Test("using a pmap after destroy() traps: destroy again")
+  func destroyTwice() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeNativePmap()
+      pmap.destroy()
+      pmap.destroy()
+    }
+  }
+}
