@@ -9,6 +9,7 @@ extension Pmap {
     if s.pointee.pendingAll { return }
     let n = s.pointee.pendingCount
     let va = VirtualAddress(truncating: linear)
+    s.pointee.hasPendingWork = true
     if n != 0 && s.pointee.pendingPages[n &- 1] == va { return }  // a freed table under the same page
     if n == InvalidationBatch.capacity {
       s.pointee.pendingAll = true
@@ -31,6 +32,7 @@ extension Pmap {
     }
     s.pointee.pendingAll = false
     s.pointee.pendingCount = 0
+    s.pointee.hasPendingWork = false
     let retired = s.pointee.retiredCount
     if retired != 0 {
       s.pointee.retiredCount = 0
@@ -41,10 +43,7 @@ extension Pmap {
   /// Flushes only if something is owed: the cheap end of every operation.
   @inlinable @inline(__always)
   func finishOperation() {
-    let s = state
-    if s.pointee.pendingCount != 0 || s.pointee.pendingAll || s.pointee.retiredCount != 0 {
-      flushInvalidations()
-    }
+    if state.pointee.hasPendingWork { flushInvalidations() }
   }
 
   /// Takes an unlinked page-table page out of service: its address range is invalidated (which
@@ -58,5 +57,6 @@ extension Pmap {
     if s.pointee.retiredCount == InvalidationBatch.retiredCapacity { flushInvalidations() }
     s.pointee.retiredTables[s.pointee.retiredCount] = table
     s.pointee.retiredCount &+= 1
+    s.pointee.hasPendingWork = true
   }
 }

@@ -20,8 +20,10 @@ extension Pmap {
     }
   }
 
-  /// ``protect(_:to:)`` of one 4 KiB page: one walk, no range machinery.
-  @inlinable
+  /// ``protect(_:to:)`` of one 4 KiB page: one walk, no range machinery. Always inlined: the
+  /// body is small, and an out-of-line call measurably slowed the locked compare-and-swap that
+  /// follows its register spills (1.96x -> 1.53x of the C reference).
+  @inlinable @inline(__always)
   func protectPage(_ va: VirtualAddress, to protection: Protection) throws(RangeOperationError) {
     checkAlive()
     guard protection.isEncodable else { throw .writeWithoutRead }

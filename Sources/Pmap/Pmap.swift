@@ -143,6 +143,8 @@ struct PmapState {
   @usableFromInline var pendingCount = 0
   /// More were owed than fit: invalidate the whole address space.
   @usableFromInline var pendingAll = false
+  /// Invalidations are owed or tables wait for release: the one flag an operation checks last.
+  @usableFromInline var hasPendingWork = false
   @usableFromInline var pendingPages: UnsafeMutablePointer<VirtualAddress>
   /// Page-table pages unlinked but not yet released (they may be in paging-structure caches).
   @usableFromInline var retiredCount = 0
