@@ -23,7 +23,8 @@ public enum EnterError: Error, Equatable, Sendable {
   case unalignedVirtualAddress
   /// The physical address is not aligned to the requested page size.
   case unalignedPhysicalAddress
-  /// The physical range of the page lies beyond what the physical memory covers.
+  /// The page's physical range reaches beyond the CPU's physical-address width
+  /// (``PhysicalMemory/physicalAddressBits``, MAXPHYADDR).
   case physicalAddressOutOfRange
   /// The protection is empty: use remove to unmap.
   case noRights

@@ -13,6 +13,7 @@ extension Pmap {
   ///   - pa: the frame, aligned to `size`, below 2^MAXPHYADDR of ``PhysicalMemory``.
   ///   - protection: the rights to grant; not empty; `.write` requires `.read`. A protection
   ///     with `.execute` but no `.read` is mapped readable (x86 has no execute-only here).
+  ///     Bits other than read, write and execute are ignored.
   ///   - access: the access that caused the fault, if any; a subset of `protection`.
   ///   - options: ``EnterOptions/wired``, ``EnterOptions/canFail``.
   ///   - cacheMode: the memory type (default write-back).
@@ -59,15 +60,17 @@ extension Pmap {
     options: EnterOptions, cacheMode: CacheMode, size: PageSize
   ) throws(EnterError) {
     checkAlive()
-    guard va.isAligned(to: size) else { throw .unalignedVirtualAddress }
-    guard pa.isAligned(to: size) else { throw .unalignedPhysicalAddress }
-    guard pa.rawValue &+ size.bytes <= memory.physicalAddressLimit else {
-      throw .physicalAddressOutOfRange
+    // One test for both alignments and one bit test for protection and access; the cold
+    // function says which input was bad.
+    let s = state
+    let rights = Int(protection.rawValue & 7)  // bits beyond read/write/execute are ignored
+    let accessRights = Int(access.rawValue & 7)
+    guard (va.rawValue | pa.rawValue) & size.offsetMask == 0,
+      pa.rawValue &+ size.bytes <= memory.physicalAddressLimit,
+      s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0
+    else {
+      throw Self.enterArgumentError(va, pa, protection: protection, access: access, size: size, memory: memory)
     }
-    guard !protection.isEmpty else { throw .noRights }
-    guard protection.isEncodable else { throw .writeWithoutRead }
-    let rights = protection.union(.read)
-    guard rights.isSuperset(of: access) else { throw .accessExceedsProtection }
 
     // A managed 4 KiB page goes on its pv-list; large mappings are never pv-tracked (NetBSD's
     // x86 pmap uses large pages only for the kernel's own mappings).
@@ -108,14 +111,18 @@ extension Pmap {
     }
 
     let p = memory.entry(in: table, at: va.index(at: leafLevel).value)
-    var new = Ops.leafEntry(for: pa, protection: rights, cacheMode: cacheMode, at: leafLevel, kind: kind)
+    var new: UInt64
+    if size == .size4K {
+      new = s.pointee.leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | pa.rawValue
+    } else {
+      new = Ops.leafEntry(
+        for: pa, protection: protection.union(.read), cacheMode: cacheMode, at: leafLevel, kind: kind)
+      if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
+    }
+    new |= s.pointee.leafTemplates[48 &+ accessRights]
     if options.contains(.wired) { new |= Ops.wiredBit }
-    if !access.isEmpty { new |= Ops.accessedBit }
-    if access.contains(.write) { new |= Ops.dirtyBit }
-    if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
     if managed { new |= Ops.managedBit }
     let pageCount = size.basePageCount
-    let s = state
 
     let old = p.load()
     if !Ops.isPresent(old) {
@@ -154,6 +161,23 @@ extension Pmap {
     let wasWired = previous & Ops.wiredBit != 0
     if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pageCount : pageCount }
     finishOperation()
+  }
+
+  /// The error ``enter(_:_:protection:access:options:cacheMode:size:)`` reports for arguments
+  /// that failed its combined check, in the order the documentation lists them.
+  @inline(never)
+  @usableFromInline
+  static func enterArgumentError(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection, size: PageSize,
+    memory: PhysicalMemory
+  ) -> EnterError {
+    if !va.isAligned(to: size) { return .unalignedVirtualAddress }
+    if !pa.isAligned(to: size) { return .unalignedPhysicalAddress }
+    if pa.rawValue + size.bytes > memory.physicalAddressLimit { return .physicalAddressOutOfRange }
+    let protection = protection.intersection(.all)
+    if protection.isEmpty { return .noRights }
+    if !protection.isEncodable { return .writeWithoutRead }
+    return .accessExceedsProtection
   }
 
   /// Whether a 4 KiB leaf maps `va` to `pa` already (a re-enter, which needs no pv entry).

@@ -57,7 +57,7 @@ public final class Pmap<Ops: PTEOps> {
     self.root = frame
     self.kind = kind
     self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
-    self.state = PmapState.make()
+    self.state = PmapState.make(Ops.self, kind: kind, hardwareAD: hardwareManagesAccessedDirty)
     self.pages = pages
     if let pages {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
@@ -153,19 +153,53 @@ struct PmapState {
   @usableFromInline var managedBase: UInt64 = 0
   @usableFromInline var managedEnd: UInt64 = 0
   @usableFromInline var pvSlot = -1
+  /// `Ops.leafEntry` of a 4 KiB leaf for every protection (0-7) x cache mode (6), computed at
+  /// creation (with A and D for a pmap without hardware A/D), then the A/D bits to seed for each
+  /// access (8): `enter` ORs a template with the frame instead of re-encoding every call.
+  @usableFromInline var leafTemplates: UnsafeMutablePointer<UInt64>
+  /// Bit `protection.rawValue | access.rawValue << 3` is set when that pair is acceptable to
+  /// `enter`: protection not empty, write only with read, access within the rights.
+  @usableFromInline var validRightsAndAccess: UInt64 = 0
 
-  static func make() -> UnsafeMutablePointer<PmapState> {
+  static func make<Ops: PTEOps>(_: Ops.Type, kind: AddressSpaceKind, hardwareAD: Bool) -> UnsafeMutablePointer<
+    PmapState
+  > {
     let p = UnsafeMutablePointer<PmapState>.allocate(capacity: 1)
     p.initialize(
       to: PmapState(
         pendingPages: .allocate(capacity: InvalidationBatch.capacity),
-        retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity)))
+        retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity),
+        leafTemplates: .allocate(capacity: 8 * 6 + 8)))
+    let always: UInt64 = hardwareAD ? 0 : Ops.accessedBit | Ops.dirtyBit
+    for raw in 0..<8 {
+      let protection = Protection(rawValue: UInt8(raw))
+      for mode in CacheMode.allCases {
+        let template =
+          protection.isEmpty || !protection.isEncodable
+          ? 0
+          : Ops.leafEntry(
+            for: PhysicalAddress(truncating: 0), protection: protection.union(.read), cacheMode: mode,
+            at: .pageTable, kind: kind)
+        p.pointee.leafTemplates[raw * 6 + Int(mode.rawValue)] = template | always
+      }
+      // Seeded A/D for access `raw`: A for any access, D for a write (NetBSD's pmap_enter).
+      let access = Protection(rawValue: UInt8(raw))
+      p.pointee.leafTemplates[48 + raw] =
+        (access.isEmpty ? 0 : Ops.accessedBit) | (access.contains(.write) ? Ops.dirtyBit : 0)
+      for accessRaw in 0..<8 {
+        let access = Protection(rawValue: UInt8(accessRaw))
+        if !protection.isEmpty && protection.isEncodable && protection.union(.read).isSuperset(of: access) {
+          p.pointee.validRightsAndAccess |= 1 << UInt64(raw | accessRaw << 3)
+        }
+      }
+    }
     return p
   }
 
   static func free(_ p: UnsafeMutablePointer<PmapState>) {
     p.pointee.pendingPages.deallocate()
     p.pointee.retiredTables.deallocate()
+    p.pointee.leafTemplates.deallocate()
     p.deinitialize(count: 1)
     p.deallocate()
   }
