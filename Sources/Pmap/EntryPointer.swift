@@ -59,12 +59,10 @@ public struct EntryPointer: Hashable, @unchecked Sendable {
   /// the caller has one; a stale guess only costs one failed compare-and-swap).
   @inlinable @inline(__always)
   @discardableResult
-  public func update<E: Error>(startingWith guess: UInt64, _ transform: (UInt64) throws(E) -> UInt64) throws(E)
-    -> UInt64
-  {
+  public func update(startingWith guess: UInt64, _ transform: (UInt64) -> UInt64) -> UInt64 {
     var old = guess
     while true {
-      let new = try transform(old)
+      let new = transform(old)
       if new == old { return old }
       let (done, seen) = compareExchange(expected: old, desired: new)
       if done { return old }

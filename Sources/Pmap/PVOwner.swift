@@ -36,8 +36,6 @@ open class PVOwner {
   open func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     preconditionFailure("PVOwner.pvRemove is abstract")
   }
-  /// Reports any invalidation still queued.
-  open func pvFinish() { preconditionFailure("PVOwner.pvFinish is abstract") }
   /// Reports `requests` to the pmap's invalidation sink in one call.
   open func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     preconditionFailure("PVOwner.pvInvalidate is abstract")
@@ -69,7 +67,6 @@ public final class GenericPVOwner<Ops: PTEOps>: PVOwner {
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
-  public override func pvFinish() { pmap._withUnsafeGuaranteedRef { $0._pvFinish() } }
   public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
   }

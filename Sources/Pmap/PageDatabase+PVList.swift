@@ -75,16 +75,10 @@ extension PageDatabase {
 
   // MARK: Pool
 
-  /// Ensures a free pool node exists, growing the pool by one frame if needed.
-  /// Returns the frame it took (for ``undoGrowth(_:)``), `nil` if none was needed.
+  /// Grows the pool by one frame of nodes, for an `enter` that needs a node when none is free;
+  /// returns the frame (for ``undoGrowth(_:)`` if that enter fails afterwards).
   ///
   /// - Throws: ``EnterError/outOfPVEntries`` when the allocator has no frame.
-  @inlinable
-  func reserveNode() throws(EnterError) -> PhysicalAddress? {
-    if state.pointee.freeNodeCount != 0 { return nil }
-    return try growPool()
-  }
-
   @inlinable @inline(never)
   func growPool() throws(EnterError) -> PhysicalAddress {
     guard let frame = allocator.allocateFrame() else { throw .outOfPVEntries }
@@ -131,7 +125,8 @@ extension PageDatabase {
 
   /// Records that pmap `slot` maps the managed page `frame` at `linear` (`pmap_enter_pv`).
   ///
-  /// - Precondition: a node was reserved with ``reserveNode()`` if the page already has a mapping.
+  /// - Precondition: a pool node is free if the page already has a mapping (`enter` grows the
+  ///   pool first when needed).
   /// - Complexity: O(1).
   @inlinable
   func insert(slot: Int, linear: UInt64, frame: PhysicalAddress) {

@@ -146,11 +146,7 @@ extension Pmap {
       new |= previous & keep
     } else {
       previous = p.exchange(new)
-      if previous & Ops.managedBit != 0 {
-        self.pages.unsafelyUnwrapped.remove(
-          slot: pvSlot, linear: va.linear, frame: Ops.leafFrame(previous, at: leafLevel),
-          attributes: Ops.pageAttributes(of: previous))
-      }
+      releasePVEntry(of: previous, at: leafLevel, linear: va.linear)
       if managed { self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa) }
     }
     // The TLB can only hold a translation whose accessed bit was set.
@@ -183,7 +179,7 @@ extension Pmap {
   /// Whether a 4 KiB leaf maps `va` to `pa` already (a re-enter, which needs no pv entry).
   @inlinable
   func maps(_ va: VirtualAddress, to pa: PhysicalAddress) -> Bool {
-    guard let leaf = lookupLeaf(va), leaf.level == .pageTable else { return false }
+    guard let leaf = lookupPageLeaf(va) else { return false }
     return Ops.leafFrame(leaf.value, at: .pageTable) == pa
   }
 

@@ -9,9 +9,9 @@ extension Pmap {
   /// invariant, not bad input.
   @inlinable @inline(__always)
   func managedLeaf(_ linear: UInt64) -> EntryPointer {
-    guard let leaf = lookupLeaf(VirtualAddress(truncating: linear)), leaf.level == .pageTable,
-      leaf.value & Ops.managedBit != 0
-    else { preconditionFailure("Pmap: a pv entry names an address with no managed mapping") }
+    guard let leaf = lookupPageLeaf(VirtualAddress(truncating: linear)), leaf.value & Ops.managedBit != 0 else {
+      preconditionFailure("Pmap: a pv entry names an address with no managed mapping")
+    }
     return leaf.entry
   }
 
@@ -56,10 +56,6 @@ extension Pmap {
     return Ops.pageAttributes(of: old)
   }
 
-  /// Implementation of ``PVOwner/pvFinish``.
-  @inlinable
-  public func _pvFinish() { finishOperation() }
-
   /// Implementation of ``PVOwner/pvInvalidate(_:)``.
   @inlinable
   public func _pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) { invalidation.invalidate(requests) }
@@ -71,9 +67,9 @@ extension Pmap {
   /// Implementation of ``PVOwner/pvFrame``.
   @inlinable
   public func _pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
-    guard let leaf = lookupLeaf(VirtualAddress(truncating: linear)), leaf.level == .pageTable,
-      leaf.value & Ops.managedBit != 0
-    else { return nil }
+    guard let leaf = lookupPageLeaf(VirtualAddress(truncating: linear)), leaf.value & Ops.managedBit != 0 else {
+      return nil
+    }
     return Ops.leafFrame(leaf.value, at: .pageTable)
   }
 

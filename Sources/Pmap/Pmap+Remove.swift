@@ -79,11 +79,7 @@ extension Pmap {
     guard Ops.isPresent(e) else { return 0 }
     let old = p.exchange(0)
     accountRemoval(of: old, at: .pageTable, linear: linear)
-    if updatingPVList && old & Ops.managedBit != 0 {
-      pages.unsafelyUnwrapped.remove(
-        slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: .pageTable), attributes: Ops.pageAttributes(of: old)
-      )
-    }
+    if updatingPVList { releasePVEntry(of: old, at: .pageTable, linear: linear) }
     // Cascade: drop the leaf's count, then free tables that became empty, bottom-up.
     memory.adjustWireCount(of: tables.0, by: -1)
     if memory.wireCount(of: tables.0) != 1 { return old }
@@ -110,6 +106,15 @@ extension Pmap {
     if old & Ops.wiredBit != 0 { s.pointee.wiredCount &-= pageCount }
     if old & Ops.accessedBit != 0 { queueInvalidation(linear: linear) }
   }
+
+  /// Takes the pv entry of a leaf just swapped out (its value `old`) off its page's list and
+  /// merges what the entry recorded into the page's attributes; nothing for an untracked leaf.
+  @inlinable @inline(__always)
+  func releasePVEntry(of old: UInt64, at level: PageTableLevel, linear: UInt64) {
+    guard old & Ops.managedBit != 0 else { return }
+    pages.unsafelyUnwrapped.remove(
+      slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
+  }
 }
 
 @usableFromInline
@@ -126,11 +131,7 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
     pmapRef._withUnsafeGuaranteedRef { pmap in
       let old = p.exchange(0)
       pmap.accountRemoval(of: old, at: level, linear: linear)
-      if old & Ops.managedBit != 0 {
-        pmap.pages.unsafelyUnwrapped.remove(
-          slot: pmap.pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level),
-          attributes: Ops.pageAttributes(of: old))
-      }
+      pmap.releasePVEntry(of: old, at: level, linear: linear)
     }
     return true
   }

@@ -41,6 +41,13 @@ extension Pmap {
     }
   }
 
+  /// ``lookupLeaf(_:)`` restricted to 4 KiB leaves: `nil` when nothing or a large page maps `va`.
+  @inlinable @inline(__always)
+  func lookupPageLeaf(_ va: VirtualAddress) -> LeafLookup? {
+    guard let leaf = lookupLeaf(va), leaf.level == .pageTable else { return nil }
+    return leaf
+  }
+
   /// Whether a large leaf maps `linear` (a 48-bit linear address) without `linear` being on
   /// its boundary: a range edge there would split the large page.
   @inlinable

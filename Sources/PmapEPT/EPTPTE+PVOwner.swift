@@ -23,7 +23,6 @@ public final class EPTPVOwner: PVOwner {
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
-  public override func pvFinish() { pmap._withUnsafeGuaranteedRef { $0._pvFinish() } }
   public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
   }
