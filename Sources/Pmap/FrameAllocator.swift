@@ -48,6 +48,10 @@ public final class StackFrameAllocator: FrameAllocator {
     return n
   }
 
+  /// Returns the most recently released frame, else the next never-used one, or `nil` when the
+  /// range is exhausted.
+  ///
+  /// - Complexity: O(1).
   public func allocateFrame() -> PhysicalAddress? {
     let frame: UInt64
     if freeHead != 0 {
@@ -64,6 +68,11 @@ public final class StackFrameAllocator: FrameAllocator {
     return PhysicalAddress(unchecked: frame)
   }
 
+  /// Pushes `frame` on the free list (threaded through the frame itself).
+  ///
+  /// - Precondition: `frame` is 4 KiB aligned, below the end of the range, and was handed out by
+  ///   this allocator.
+  /// - Complexity: O(1).
   public func releaseFrame(_ frame: PhysicalAddress) {
     precondition(frame.isPageAligned && frame.rawValue < end, "StackFrameAllocator: foreign frame")
     memory.pointer(to: frame).storeBytes(of: freeHead, as: UInt64.self)

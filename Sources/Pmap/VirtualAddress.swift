@@ -97,6 +97,7 @@ public struct VirtualAddress: Hashable, Comparable, Sendable {
     return VirtualAddress(truncating: sum)
   }
 
+  /// Orders addresses numerically: every lower-half address precedes every upper-half one.
   @inlinable
   public static func < (a: VirtualAddress, b: VirtualAddress) -> Bool { a.rawValue < b.rawValue }
 }
