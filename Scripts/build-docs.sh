@@ -106,9 +106,16 @@ for row in "${modules[@]}"; do
 
   # 4. Convert; every warning is an error.
   dependency_args=()
+  missing_dependencies=""
   for dependency in $dependencies; do
+    [ -d "$output/$dependency.doccarchive" ] || missing_dependencies+=" $dependency"
     dependency_args+=(--dependency "$output/$dependency.doccarchive")
   done
+  if [ -n "$missing_dependencies" ]; then
+    echo "error: $module not converted: the documentation of$missing_dependencies failed"
+    failures=$((failures + 1))
+    continue
+  fi
   log=$(mktemp)
   if ! docc convert "${catalog_args[@]}" --additional-symbol-graph-dir "$module_graphs" \
     --fallback-display-name "$module" --fallback-bundle-identifier "org.swift-pmap.$module" \
@@ -118,7 +125,7 @@ for row in "${modules[@]}"; do
   fi
   count=$(grep -cE '^(warning|error):' "$log" || true)
   warnings=$((warnings + count))
-  grep -vE '^Finished building documentation|^Generated documentation archive' "$log" || true
+  grep -vE '^$|^Finished building documentation|^Generated documentation archive' "$log" || true
   rm -f "$log"
   echo "$module: $count diagnostics"
 done
