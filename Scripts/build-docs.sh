@@ -8,8 +8,10 @@
 #   3. every top-level public symbol must be curated (linked as ``Name``) in the module's catalog,
 #      Sources/<Module>/<Module>.docc;
 #   4. `docc convert --warnings-as-errors`, with the archives of the modules it depends on, so that
-#      its pages can link to theirs (``Pmap/PVOwner``);
-# then `docc merge` combines the archives into one with a landing page linking the modules.
+#      its pages can link to theirs (``/Pmap/PVOwner``);
+# then every ```swift sample of the catalogs and of README.md must appear verbatim in a test under
+# Tests/ (so that it is compiled and run by `swift test`), and
+# `docc merge` combines the archives into one with a landing page linking the modules.
 #
 # Usage: Scripts/build-docs.sh [--allow-missing-catalog MODULE]... [--output DIR]
 #   --allow-missing-catalog MODULE  build MODULE from its doc comments alone when its catalog does
@@ -51,6 +53,7 @@ rm -rf "${output:?}"/*.doccarchive
 
 failures=0
 warnings=0
+without_catalog=""
 for row in "${modules[@]}"; do
   read -r module dependencies <<<"$row"
   echo "--- $module"
@@ -98,6 +101,7 @@ for row in "${modules[@]}"; do
     fi
   elif [[ "$allow_missing" == *" $module "* ]]; then
     echo "NOTE: $catalog does not exist: $module is built from its doc comments only (allowed by --allow-missing-catalog)"
+    without_catalog+=" $module"
   else
     echo "error: $catalog does not exist (pass --allow-missing-catalog $module to build without it)"
     failures=$((failures + 1))
@@ -130,6 +134,32 @@ for row in "${modules[@]}"; do
   echo "$module: $count diagnostics"
 done
 
+# 5. Every ```swift sample of the catalogs and of README.md is compiled and run by a test: it must
+# appear verbatim (up to indentation) in a file under Tests/ (Tests/PmapTests/ReadmeSampleTests.swift).
+echo "--- samples"
+normalise() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$@"; }
+tests_text=$(find Tests -name '*.swift' -print0 | sort -z | xargs -0 cat | normalise)
+samples=0
+for file in README.md Sources/*/*.docc/*.md; do
+  [ -f "$file" ] || continue
+  blocks=$(mktemp -d)
+  awk -v dir="$blocks" '
+    /^```swift[[:space:]]*$/ { inblock = 1; f = sprintf("%s/%05d", dir, NR + 1); next }
+    /^```/ && inblock { inblock = 0; close(f); next }
+    inblock { print > f }
+  ' "$file"
+  for block in "$blocks"/*; do
+    [ -e "$block" ] || continue
+    samples=$((samples + 1))
+    if [[ "$tests_text" != *"$(normalise "$block")"* ]]; then
+      echo "error: $file:$((10#${block##*/})): a swift sample that no test compiles (copy it verbatim into one under Tests/)"
+      failures=$((failures + 1))
+    fi
+  done
+  rm -rf "$blocks"
+done
+echo "samples: $samples checked against Tests/"
+
 if [ "$failures" -eq 0 ]; then
   archives=()
   for row in "${modules[@]}"; do
@@ -144,4 +174,5 @@ fi
 
 echo "docs: ${#modules[@]} modules, $warnings docc diagnostics, $failures failures, $((SECONDS - start))s"
 echo "archives: $output (combined: $output/swift-pmap.doccarchive)"
+[ -z "$without_catalog" ] || echo "NOTE: built without a catalog (allowed):$without_catalog"
 [ "$failures" -eq 0 ] && [ "$warnings" -eq 0 ]
