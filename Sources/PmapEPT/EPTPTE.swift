@@ -103,9 +103,10 @@ public enum EPTPTE: PTEOps {
     MemoryType(rawValue: memoryTypeBits(for: mode)).unsafelyUnwrapped
   }
 
-  /// Leaves carry IPAT, as NetBSD's, so the guest's PAT cannot weaken the host's choice; the one
-  /// exception is ``/Pmap/CacheMode/uncachedOverridable``, entered as UC without IPAT (UC wins over any
-  /// guest PAT type, so the effective type is the same, and the mode survives a round trip).
+  /// Leaves carry IPAT, as NetBSD's, so the guest's PAT cannot change the host's choice; the one
+  /// exception is ``/Pmap/CacheMode/uncachedOverridable``, entered as UC without IPAT: the guest's
+  /// PAT then combines with it as the PAT combines with an MTRR, which gives UC except where the
+  /// guest asks for WC (UC-'s behaviour), and the mode survives a round trip.
   /// Rights and type as NetBSD's `pmap_ept_prot` and `pmap_ept_type` encode them.
   @inlinable @inline(__always)
   public static func leafEntry(
