@@ -103,4 +103,16 @@ struct ReadmeSampleTests {
     #expect(eptp.isValid && eptp.accessedDirtyEnabled && eptp.root == guest.root)
     #expect(pages.isModified(frame))  // entered with A and D for the faulting write
   }
+
+  @Test("VirtualAddress: a guest-physical address in 2^47..<2^48 maps through its sign-extended form")
+  func guestPhysicalAboveLowerHalf() throws {
+    let machine = SimulatedMachine()
+    let guest = try machine.makeEPTPmap()
+    let gpa = VirtualAddress(truncating: 1 << 47 | 0x5000)
+    #expect(gpa.rawValue == 0xffff_8000_0000_5000 && gpa.linear == 1 << 47 | 0x5000)
+    try guest.enter(gpa, machine.dataFrame(3), protection: .readWrite)
+    // The entry the CPU uses for guest-physical 2^47 + 0x5000: PML4 index 256.
+    #expect(EPTPTE.isPresent(guest.memory.entry(in: guest.root, at: 256).load()))
+    #expect(guest.extract(gpa) == machine.dataFrame(3))
+  }
 }
