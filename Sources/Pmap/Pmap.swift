@@ -1,4 +1,4 @@
-// Locking (see Documentation/Architecture.md, "Locks and atomicity"):
+// Locking (see Sources/Pmap/Pmap.docc/Architecture.md, "Locks and atomicity"):
 //   Lock order: object (UVMLite guest memory) -> pmap -> page stripe (pv-list) -> pv pool
 //   -> frame allocator. Every lock is a SpinLock (an Atomic word; no Mutex on bare metal).
 //   - The pmap lock guards the pmap's tree structure, counters, invalidation batch and pv stash:
