@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "PmapHost", targets: ["PmapHost"]),
     .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -26,6 +27,8 @@ let package = Package(
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
     .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    // The libFuzzer target (Scripts/fuzz.sh); built normally it replays inputs.
+    .executableTarget(name: "pmap-fuzz", dependencies: ["PmapDifferential"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .testTarget(
       name: "PmapTests",
