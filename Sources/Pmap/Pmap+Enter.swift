@@ -53,6 +53,7 @@ extension Pmap {
     _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
     options: EnterOptions, cacheMode: CacheMode, size: PageSize
   ) throws(EnterError) {
+    if size == .size1G && !supportsGigabytePages { throw .unsupportedPageSize }
     try enterBody(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: size)
   }
 
