@@ -14,7 +14,9 @@ let package = Package(
     .library(name: "PmapNative", targets: ["PmapNative"]),
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
+    .library(name: "UVMLite", targets: ["UVMLite"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-demo", targets: ["pmap-demo"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -23,7 +25,15 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
-    .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite"]),
+    // Pageable guest memory: fault path, page queues, pagedaemon, swap (Embedded-clean).
+    .target(name: "UVMLite", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only UVMLite pieces: the file-backed swap store.
+    .target(name: "UVMLiteHost", dependencies: ["UVMLite"]),
+    .executableTarget(
+      name: "pmap-demo", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
+    .testTarget(
+      name: "UVMLiteTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
     .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
   ],
   swiftLanguageModes: [.v6]

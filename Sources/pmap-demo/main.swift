@@ -1,0 +1,1 @@
+print("pmap-demo: placeholder")
