@@ -19,7 +19,7 @@ import Pmap
 /// SDM allows; ``guestPage`` is `nil` for an address beyond the four-level EPT's 48 bits.
 /// NVMM's `vmx_exit_epf` and KVM's `handle_ept_violation` read the same fields.
 @frozen
-public struct EPTViolation: Hashable, Sendable {
+public struct EPTViolationExit: Hashable, Sendable {
   /// The raw exit qualification.
   public let exitQualification: UInt64
   /// The raw guest-physical address of the access (VMCS field 0x2400).

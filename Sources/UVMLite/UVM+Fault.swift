@@ -39,7 +39,7 @@ extension UVM {
   /// the guest-physical address. A malformed qualification (reserved bits, no access kind) is
   /// treated as a read of the address; an address beyond 48 bits is outside RAM. Never traps.
   @inlinable
-  public func fault(_ guest: GuestMemory, violation: EPTViolation) throws(FaultError) -> FaultOutcome {
+  public func fault(_ guest: GuestMemory, violation: EPTViolationExit) throws(FaultError) -> FaultOutcome {
     try fault(guest, at: GuestPhysicalAddress(violation.guestPhysicalAddress), access: violation.access)
   }
 

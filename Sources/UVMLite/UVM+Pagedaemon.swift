@@ -15,7 +15,8 @@ extension UVM {
   ///   how many mappings, over every pmap and format, had A set, clearing them). The count is
   ///   added to the page's activity (capped at ``activityMax``); an idle visit costs one. A page
   ///   with no activity left moves to the inactive tail; others go back to the active tail. After
-  ///   a full turn of the active queue without a deactivation the hand deactivates regardless.
+  ///   a full turn of the active queue without a deactivation the hand deactivates regardless for
+  ///   the rest of the run.
   /// * the **back hand** (inactive queue head): a page referenced since it was deactivated
   ///   (referenced count > 0) is reactivated: second chance. Otherwise it is evicted: if it was
   ///   modified through any mapping (or was never written to swap and is not all zero) it is
@@ -23,7 +24,8 @@ extension UVM {
   ///   zero-fill page, is just dropped. Every mapping is removed (`pmap_page_protect(NONE)`, each
   ///   pmap invalidated) before the frame is freed. When swap is full the dirty page stays
   ///   resident and moves to the active tail. After a full turn of the paged frames without an
-  ///   eviction the hand evicts regardless (pages of an EPT without A/D always look referenced).
+  ///   eviction the hand evicts regardless for the rest of the run (pages of an EPT without A/D
+  ///   always look referenced, so this is how they are paged at all).
   ///
   /// Wired pages and host frames are on neither queue, so they are never examined.
   ///
@@ -35,16 +37,20 @@ extension UVM {
     let budget = 4 &* (pool.count(.active) &+ pool.count(.inactive)) &+ 64
     var frontIdle = 0  // front-hand visits since the last deactivation
     var backIdle = 0  // back-hand visits since the last eviction
+    // Once a hand has gone a full turn without progress it stays forced for the rest of the run.
+    var frontForced = false
+    var backForced = false
     while pool.freeCount < pool.highWatermark && run.scanned < budget {
       if pool.count(.inactive) < inactiveTarget || pool.count(.inactive) == 0, let a = pool.head(of: .active) {
         run.scanned &+= 1
-        if frontHand(a, forced: frontIdle >= pool.count(.active)) { frontIdle = 0 } else { frontIdle &+= 1 }
+        if frontIdle >= pool.count(.active) { frontForced = true }
+        if frontHand(a, forced: frontForced) { frontIdle = 0 } else { frontIdle &+= 1 }
         continue
       }
       guard let i = pool.head(of: .inactive) else { break }
       run.scanned &+= 1
-      let forced = backIdle >= pool.count(.active) &+ pool.count(.inactive)
-      switch backHand(i, forced: forced) {
+      if backIdle >= pool.count(.active) &+ pool.count(.inactive) { backForced = true }
+      switch backHand(i, forced: backForced) {
       case .evicted(let wrote):
         backIdle = 0
         run.freed &+= 1

@@ -48,8 +48,7 @@ public final class UVM {
   ///   - swap: the backing store for evicted pages.
   ///   - pageTableAllocator: frames for EPT page-table pages and pv-pool frames (may be `pool`).
   ///   - backing: an object to keep alive as long as this UVM (the simulated RAM's owner).
-  public init(pool: FramePool, swap: any SwapStore, pageTableAllocator: any FrameAllocator, backing: AnyObject? = nil)
-  {
+  public init(pool: FramePool, swap: any SwapStore, pageTableAllocator: any FrameAllocator, backing: AnyObject? = nil) {
     self.memory = pool.pages.memory
     self.pool = pool
     self.swap = SwapSpace(store: swap)
