@@ -89,6 +89,35 @@ import UVMLiteHost
     h.checkInvariants("read back")
   }
 
+  @Test func swapFullLeavesADirtyPageMappedAndUntouched() throws {
+    let h = Harness(frames: 16, swapSlots: 0)
+    let g = try h.guest(pages: 4)
+    try h.mmu.guestStore(g, 0, 42)
+    let frame = try #require(g.ept.extract(VirtualAddress(0)))
+    #expect(h.uvm.evict(g, page: 0) == .kept)
+    #expect(h.uvm.statistics.swapFullSkips == 1)
+    // Still mapped where it was: the next access needs no fault.
+    #expect(g.ept.extract(VirtualAddress(0)) == frame)
+    let faults = h.uvm.statistics.faults
+    #expect(try h.mmu.guestLoad(g, 0) == 42)
+    #expect(h.uvm.statistics.faults == faults)
+    h.checkInvariants()
+  }
+
+  @Test func aReusedFrameDoesNotInheritItsLastOwnersAttributes() throws {
+    let h = Harness(frames: 16)
+    let old = try h.guest(pages: 16)
+    for p in 0..<16 { try h.mmu.guestStore(old, UInt64(p) << 12, 1) }  // every frame dirty
+    h.uvm.destroyGuest(old)
+    let g = try h.guest(pages: 4)
+    let writes = h.store.writes
+    #expect(try h.mmu.guestLoad(g, 0) == 0)  // clean zero-fill in a frame that was dirty
+    #expect(h.uvm.evict(g, page: 0) == .evicted(wroteToSwap: false))
+    #expect(g.residency(ofPage: 0) == .untouched)
+    #expect(h.store.writes == writes)
+    h.checkInvariants()
+  }
+
   @Test func swapWriteErrorKeepsThePageResident() throws {
     let h = Harness(frames: 16)
     let g = try h.guest(pages: 4)
