@@ -14,6 +14,7 @@ struct Options {
   var intervalMs = 250
   var seed: UInt64 = 0x5EED
   var hardwareAccessedDirty = true
+  var corrupt = false
 
   static let usage = """
     usage: pmap-demo [options]
@@ -29,6 +30,8 @@ struct Options {
       --interval-ms MS     progress and CSV interval (default 250)
       --seed N             random seed (default 24301)
       --no-ept-ad          guests' EPT without accessed/dirty bits (pages always look hot and dirty)
+      --corrupt            self-test: change one resident word behind the MMU's back before the final
+                           check, which must then fail (exit status 1)
     """
 
   /// Parses `arguments` (without the program name); exits with the usage on a bad one.
@@ -71,6 +74,7 @@ struct Options {
         guard let s = UInt64(value()) else { Options.fail("bad --seed") }
         seed = s
       case "--no-ept-ad": hardwareAccessedDirty = false
+      case "--corrupt": corrupt = true
       case "-h", "--help":
         print(Options.usage)
         exit(0)
