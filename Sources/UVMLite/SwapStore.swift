@@ -72,6 +72,8 @@ public final class SwapSpace {
   public var slotsInUse: Int { store.slotCount - freeTop }
   /// Slots in total.
   public var slotCount: Int { store.slotCount }
+  /// Whether every slot is in use.
+  @inlinable public var isFull: Bool { freeTop == 0 }
 
   /// Creates the map of `store`, every slot free.
   public init(store: any SwapStore) {

@@ -3,7 +3,7 @@ import Pmap
 extension UVM {
   /// The inactive queue's target: a third of the paged (active + inactive) frames.
   @inlinable public var inactiveTarget: Int {
-    (pool.count(.active) + pool.count(.inactive)) / inactiveFraction
+    (pool.count(.active) + pool.count(.inactive)) / Self.inactiveFraction
   }
 
   /// Frees frames until the free count reaches the high watermark, or the scan budget runs out
@@ -111,16 +111,16 @@ extension UVM {
     let s = guest.state[index]
     var slot = Int(truncatingIfNeeded: s >> 32) &- 1  // -1: none
     var newSlot = false
-    // Decide on swap space before unmapping anything, so a full swap leaves the page untouched.
-    if pages.isModified(frame) && slot < 0 {
-      guard let fresh = swap.allocate() else { return keep(r, swapFull: true) }
-      slot = fresh
-      newSlot = true
+    // When swap is full and the page has no slot, find out before unmapping anything whether it
+    // needs one, so that a full swap leaves the page untouched (mapped, on the active queue).
+    if slot < 0 && swap.isFull && pages.isModified(frame) {
+      return keep(r, swapFull: true)
     }
     _ = pages.removeAllMappings(frame)  // merges each mapping's final A/D into the page
     let modified = pages.isModified(frame)  // now the cache alone: exact
     if modified && slot < 0 {
-      // Written between the check and the removal (the MMU runs concurrently on real hardware).
+      // Swap can be full here only if the page was written between the check and the removal
+      // (the MMU runs concurrently on real hardware): it then stays resident, unmapped.
       guard let fresh = swap.allocate() else { return keep(r, swapFull: true) }
       slot = fresh
       newSlot = true
@@ -136,7 +136,6 @@ extension UVM {
       _ = pages.clearModify(frame)
       stats.pointee.pageouts &+= 1
     } else {
-      if newSlot { swap.release(slot) }  // cannot happen: allocated only when modified
       stats.pointee.cleanEvictions &+= 1
     }
     // Not modified and no slot: the page is still all zeros from its zero-fill: untouched again.

@@ -26,6 +26,8 @@ public final class UVM {
   public let memory: PhysicalMemory
   /// The host's data frames.
   public let pool: FramePool
+  /// The managed pages (`pool.pages`, kept here so hot paths load it without a retain).
+  public let pages: PageDatabase
   /// Swap slots and their store.
   public let swap: SwapSpace
   /// Where the guests' EPT page-table pages come from.
@@ -37,7 +39,7 @@ public final class UVM {
   /// Keeps the owner of the memory alive (pmaps walk it when destroyed).
   let backing: AnyObject?
   /// The front hand keeps the inactive queue at least this fraction (1/n) of the paged frames.
-  public let inactiveFraction = 3
+  @inlinable public static var inactiveFraction: Int { 3 }
   /// The activity a page may accumulate from referenced counts (FreeBSD's `ACT_MAX`, scaled).
   public static var activityMax: UInt8 { 7 }
 
@@ -51,6 +53,7 @@ public final class UVM {
   public init(pool: FramePool, swap: any SwapStore, pageTableAllocator: any FrameAllocator, backing: AnyObject? = nil) {
     self.memory = pool.pages.memory
     self.pool = pool
+    self.pages = pool.pages
     self.swap = SwapSpace(store: swap)
     self.pageTableAllocator = pageTableAllocator
     self.backing = backing
@@ -62,9 +65,6 @@ public final class UVM {
     for g in guests { if let g { destroyGuest(g) } }
     stats.deallocate()
   }
-
-  /// The managed pages.
-  public var pages: PageDatabase { pool.pages }
 
   /// The counters.
   public var statistics: UVMStatistics { stats.pointee }
