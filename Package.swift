@@ -14,8 +14,10 @@ let package = Package(
     .library(name: "PmapNative", targets: ["PmapNative"]),
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
+    .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .library(name: "UVMLite", targets: ["UVMLite"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
     .executable(name: "pmap-demo", targets: ["pmap-demo"]),
   ],
   targets: [
@@ -25,16 +27,22 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
+    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    // The libFuzzer target (Scripts/fuzz.sh); built normally it replays inputs.
+    .executableTarget(name: "pmap-fuzz", dependencies: ["PmapDifferential"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite"]),
     // Pageable guest memory: fault path, page queues, pagedaemon, swap (Embedded-clean).
     .target(name: "UVMLite", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
-    // Host-only UVMLite pieces: the file-backed swap store.
+    // Host-only UVMLite pieces: the file-backed swap store, the software MMU.
     .target(name: "UVMLiteHost", dependencies: ["UVMLite"]),
     .executableTarget(
       name: "pmap-demo", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
     .testTarget(
       name: "UVMLiteTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
-    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
+    .testTarget(
+      name: "PmapTests",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential"]),
   ],
   swiftLanguageModes: [.v6]
 )
