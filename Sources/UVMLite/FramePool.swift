@@ -1,6 +1,6 @@
 import Pmap
 
-/// The host's data frames: every frame of a ``PageDatabase``'s managed range, shared by all
+/// The host's data frames: every frame of a ``/Pmap/PageDatabase``'s managed range, shared by all
 /// guests and the host itself (NetBSD's `uvm.page_free` lists plus the `vm_page` array and the
 /// paging queues of `uvmpdpol_clock`).
 ///
@@ -35,6 +35,7 @@ public final class FramePool: FrameAllocator {
   /// Creates the pool over every frame of `pages`.
   ///
   /// - Parameters:
+  ///   - pages: the managed pages; the pool owns every frame of their range.
   ///   - lowWatermark: default `max(4, frames / 32)`.
   ///   - highWatermark: default `max(low + 4, frames / 16)`.
   /// - Precondition: `0 < low < high <= frames` (configuration, not guest input).

@@ -20,6 +20,7 @@ public struct GuestPhysicalAddress: Hashable, Comparable, Sendable {
   /// The address of page `index` (guest RAM starts at guest-physical 0).
   @inlinable public init(page index: Int) { self.rawValue = UInt64(truncatingIfNeeded: index) << 12 }
 
+  /// Orders addresses numerically.
   @inlinable
   public static func < (a: GuestPhysicalAddress, b: GuestPhysicalAddress) -> Bool { a.rawValue < b.rawValue }
 }

@@ -25,14 +25,16 @@ public protocol SwapStore: AnyObject {
 /// A swap store in host memory: `slotCount` × 4 KiB allocated up front. For tests, the demo's
 /// default and small kernels. It can be told to fail, to test the error paths.
 public final class MemorySwapStore: SwapStore {
+  /// The number of slots.
   public let slotCount: Int
   @usableFromInline let storage: UnsafeMutableRawPointer
   /// When set, every write fails with this error (reads still work).
   public var failWrites: SwapIOError?
   /// When set, every read fails with this error.
   public var failReads: SwapIOError?
-  /// Pages written and read so far.
+  /// Pages written so far.
   public private(set) var writes = 0
+  /// Pages read so far.
   public private(set) var reads = 0
 
   /// Creates a store of `slotCount` slots.
@@ -46,6 +48,9 @@ public final class MemorySwapStore: SwapStore {
 
   deinit { storage.deallocate() }
 
+  /// Copies the 4096 bytes at `source` into `slot`.
+  ///
+  /// - Throws: ``SwapIOError/slotOutOfRange``, or ``failWrites`` when set.
   public func writePage(_ source: UnsafeRawPointer, toSlot slot: Int) throws(SwapIOError) {
     guard slot >= 0, slot < slotCount else { throw .slotOutOfRange }
     if let failWrites { throw failWrites }
@@ -53,6 +58,9 @@ public final class MemorySwapStore: SwapStore {
     writes += 1
   }
 
+  /// Copies `slot` into the 4096 bytes at `destination`.
+  ///
+  /// - Throws: ``SwapIOError/slotOutOfRange``, or ``failReads`` when set.
   public func readPage(fromSlot slot: Int, into destination: UnsafeMutableRawPointer) throws(SwapIOError) {
     guard slot >= 0, slot < slotCount else { throw .slotOutOfRange }
     if let failReads { throw failReads }

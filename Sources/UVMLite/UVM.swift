@@ -46,7 +46,7 @@ public final class UVM {
   /// Creates the VM system over `pool`'s frames.
   ///
   /// - Parameters:
-  ///   - pool: the host's data frames (over a ``PageDatabase``).
+  ///   - pool: the host's data frames (over a ``/Pmap/PageDatabase``).
   ///   - swap: the backing store for evicted pages.
   ///   - pageTableAllocator: frames for EPT page-table pages and pv-pool frames (may be `pool`).
   ///   - backing: an object to keep alive as long as this UVM (the simulated RAM's owner).
@@ -76,6 +76,7 @@ public final class UVM {
   /// EPT pmap (NVMM's `nvmm_machine_create` + `uvm_map` of the guest's memory object).
   ///
   /// - Parameters:
+  ///   - byteCount: the RAM's size: a non-zero multiple of 4 KiB, at most 16 TiB.
   ///   - invalidation: the guest's INVEPT sink.
   ///   - protection: the rights the guest has on its RAM (default all).
   ///   - hardwareAccessedDirty: whether the CPU's EPT maintains A/D bits. Without them every

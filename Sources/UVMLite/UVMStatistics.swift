@@ -36,6 +36,7 @@ public struct UVMStatistics: Hashable, Sendable {
   /// Swap reads that failed (the fault failed, the page stays in swap).
   public var swapReadErrors = 0
 
+  /// All counters zero.
   @inlinable public init() {}
 
   /// Faults of every kind.
@@ -55,5 +56,6 @@ public struct PagedaemonRun: Hashable, Sendable {
   public var pagedOut = 0
   /// Whether free frames reached the high watermark.
   public var reachedTarget = false
+  /// Nothing done yet.
   @inlinable public init() {}
 }
