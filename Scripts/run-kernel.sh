@@ -35,7 +35,7 @@ for accel in $accels; do
   set +e
   # -M microvm: no PCI, no firmware tables; an ISA bus for COM1 and isa-debug-exit. The
   # multiboot loader places the 32-bit ELF at its physical addresses.
-  timeout 120 qemu-system-x86_64 -M microvm -accel "$accel" -cpu max -m 128M -nographic -no-reboot \
+  timeout 120 qemu-system-x86_64 -M microvm -accel "$accel" -m 128M -nographic -no-reboot \
     -kernel "$out/kernel.multiboot.elf" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 >"$log" 2>&1
   qemu_status=$?

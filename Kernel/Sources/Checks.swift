@@ -215,7 +215,8 @@ func checkWriteProtection(_ kernel: Kernel, report: inout Report) {
   let storeRefused = probe_write64(readOnly.rawValue, 42) == 0
   let unchanged = ks_load64(readOnly.rawValue) == 0 && loaded == 0
   let stillReadOnly = pmap.translation(of: readOnly)?.protection.contains(.write) == false
-  let absentRefused = probe_write64(readOnly.rawValue + 4096, 42) == 0 && pmap.extract(readOnly.advanced(by: 4096)!) == nil
+  let absentRefused =
+    probe_write64(readOnly.rawValue + 4096, 42) == 0 && pmap.extract(readOnly.advanced(by: 4096)!) == nil
   let refusedTwice = pager.refusals == refusalsBefore + 2
 
   // Kernel write-protects an anonymous page; the next store faults and gets write back.
@@ -223,11 +224,13 @@ func checkWriteProtection(_ kernel: Kernel, report: inout Report) {
   let frame0 = pmap.extract(va0) ?? PhysicalAddress(0)
   let invalidatedBefore = kernel.sink.pagesInvalidated
   pages.protectPage(frame0, to: .read)
-  let protected = pmap.translation(of: va0)?.protection.contains(.write) == false
+  let protected =
+    pmap.translation(of: va0)?.protection.contains(.write) == false
     && kernel.sink.pagesInvalidated == invalidatedBefore + 1
   let upgradesBefore = pager.upgrades
   ks_store64(TestPages.word(0), TestPages.pattern(100))
-  let upgraded = pager.upgrades == upgradesBefore + 1 && ks_load64(TestPages.word(0)) == TestPages.pattern(100)
+  let upgraded =
+    pager.upgrades == upgradesBefore + 1 && ks_load64(TestPages.word(0)) == TestPages.pattern(100)
     && pmap.extract(va0) == frame0
 
   // Copy-on-write: anonymous page 1's frame also mapped read-only in the copy-on-write region.

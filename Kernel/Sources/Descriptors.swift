@@ -23,7 +23,8 @@ enum Descriptors {
     let descriptor = UnsafeMutableRawPointer(bitPattern: UInt(ks_gdt() + UInt64(tssSelector))).unsafelyUnwrapped
     // Available 64-bit TSS (type 9), present; base split as the descriptor format wants.
     let low =
-      (limit & 0xffff) | (base & 0xff_ffff) << 16 | 0x89 << 40 | ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56
+      (limit & 0xffff) | (base & 0xff_ffff) << 16 | 0x89 << 40 | ((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff)
+      << 56
     descriptor.storeBytes(of: low, as: UInt64.self)
     descriptor.storeBytes(of: base >> 32, toByteOffset: 8, as: UInt64.self)
     ks_ltr(tssSelector)

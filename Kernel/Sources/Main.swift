@@ -20,7 +20,10 @@ final class Kernel {
   let pmap: NativePmap
   let pager: DemandPager
 
-  init(memory: PhysicalMemory, frames: KernelFrameAllocator, pages: PageDatabase, sink: TLBInvalidationSink, pmap: NativePmap) {
+  init(
+    memory: PhysicalMemory, frames: KernelFrameAllocator, pages: PageDatabase, sink: TLBInvalidationSink,
+    pmap: NativePmap
+  ) {
     self.memory = memory
     self.frames = frames
     self.pages = pages

@@ -36,7 +36,7 @@ public func kernelFree(_ pointer: UnsafeMutableRawPointer?) {
 /// attacker-controlled keys wants real entropy (RDRAND); this one fills from a xorshift generator
 /// seeded by the time-stamp counter.
 @_cdecl("arc4random_buf")
-public func arc4random_buf(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
+public func arc4randomBuffer(_ buffer: UnsafeMutableRawPointer, _ count: Int) {
   var state = ks_rdtsc() | 1
   for i in 0..<count {
     state ^= state << 13
