@@ -118,22 +118,7 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
     return nil
   }
   do throws(EnterError) {
-    // The kernel image, identity mapped in 4 KiB pages: text read+execute, read-only data read,
-    // data and .bss (stacks, heap, GDT) read+write, never executable.
-    var pa = kernelStart
-    while pa < kernelEnd {
-      let protection: Protection = pa < ks_text_end() ? .readExecute : pa < ks_rodata_end() ? .read : .readWrite
-      try pmap.enter(VirtualAddress(pa), PhysicalAddress(pa), protection: protection, options: .wired)
-      pa += 4096
-    }
-    // The direct map: all of RAM at directMapBase, 2 MiB pages, read+write.
-    pa = 0
-    while pa < top {
-      try pmap.enter(
-        VirtualAddress(Layout.directMapBase + pa), PhysicalAddress(pa), protection: .readWrite, options: .wired,
-        size: .size2M)
-      pa += 2 << 20
-    }
+    try mapKernel(into: pmap, directMapSize: top)
   } catch {
     print("check address space: FAIL (enter refused a kernel mapping)")
     return nil
@@ -156,6 +141,27 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
     "CR3 \(hex(bootstrapRoot)) -> \(hex(pmap.cr3)) (NativePmap), \(statistics.residentPages) pages resident in \(statistics.pageTablePages) page-table pages; null page unmapped: \(nullPageUnmapped), write to .rodata refused: \(rodataReadOnly), direct map reads the multiboot header: \(directMapAgrees)"
   )
   return kernel
+}
+
+/// Enters the kernel's own mappings into `pmap`: the kernel image identity-mapped in 4 KiB pages
+/// (text read+execute, read-only data read, data and .bss, with stacks, heap and GDT,
+/// read+write and never executable), and the direct map, all of RAM at `Layout.directMapBase`
+/// in 2 MiB pages. Every address space the kernel runs on needs them (the library has no shared
+/// kernel half: each pmap gets its own copy of these entries).
+func mapKernel(into pmap: NativePmap, directMapSize: UInt64) throws(EnterError) {
+  var pa = ks_kernel_start()
+  while pa < ks_kernel_end() {
+    let protection: Protection = pa < ks_text_end() ? .readExecute : pa < ks_rodata_end() ? .read : .readWrite
+    try pmap.enter(VirtualAddress(pa), PhysicalAddress(pa), protection: protection, options: .wired)
+    pa += 4096
+  }
+  pa = 0
+  while pa < directMapSize {
+    try pmap.enter(
+      VirtualAddress(Layout.directMapBase + pa), PhysicalAddress(pa), protection: .readWrite, options: .wired,
+      size: .size2M)
+    pa += 2 << 20
+  }
 }
 
 /// The checks' results: one line each on the console.
