@@ -19,6 +19,8 @@ final class Kernel {
   let sink: TLBInvalidationSink
   let pmap: NativePmap
   let pager: DemandPager
+  /// Bytes of physical memory the direct map covers (from 0).
+  var directMapSize: UInt64 { memory.size }
 
   init(
     memory: PhysicalMemory, frames: KernelFrameAllocator, pages: PageDatabase, sink: TLBInvalidationSink,
