@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "PmapNative", targets: ["PmapNative"]),
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
+    .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
   ],
   targets: [
@@ -23,8 +24,12 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
+    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
-    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
+    .testTarget(
+      name: "PmapTests",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential"]),
   ],
   swiftLanguageModes: [.v6]
 )
