@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the bare-metal test kernel (Kernel/) from a clean clone: the library modules Pmap and
-# PmapNative and the kernel's Swift code with Embedded Swift for x86_64-unknown-none-elf, the
-# assembly with the toolchain's clang, linked with ld.lld and converted to the 32-bit ELF that
-# QEMU's multiboot loader (-kernel) accepts.
+# Builds the bare-metal test kernel (Kernel/) from a clean clone: the library modules Pmap,
+# PmapNative, PmapEPT and UVMLite and the kernel's Swift code with Embedded Swift for
+# x86_64-unknown-none-elf, the assembly with the toolchain's clang, linked with ld.lld and
+# converted to the 32-bit ELF that QEMU's multiboot loader (-kernel) accepts.
 #
 # Output: .build-kernel/kernel.elf (64-bit, for llvm-objdump / debugging) and
 #         .build-kernel/kernel.multiboot.elf (32-bit container, what QEMU boots).
@@ -36,6 +36,10 @@ echo "swift: Pmap"
 module Pmap Sources/Pmap/*.swift
 echo "swift: PmapNative"
 module PmapNative Sources/PmapNative/*.swift
+echo "swift: PmapEPT"
+module PmapEPT Sources/PmapEPT/*.swift
+echo "swift: UVMLite"
+module UVMLite Sources/UVMLite/*.swift
 echo "swift: Kernel"
 swiftc "${swift_flags[@]}" -module-name Kernel -Xcc -fmodule-map-file=Kernel/Support/module.modulemap \
   -c Kernel/Sources/*.swift -o "$out/Kernel.o"
@@ -47,6 +51,6 @@ done
 
 echo "link"
 ld.lld -T Kernel/Boot/kernel.ld -nostdlib -static --no-pie -z max-page-size=4096 \
-  -o "$out/kernel.elf" "$out"/boot.o "$out"/traps.o "$out"/runtime.o "$out"/Kernel.o "$out"/PmapNative.o "$out"/Pmap.o
+  -o "$out/kernel.elf" "$out"/boot.o "$out"/traps.o "$out"/runtime.o "$out"/Kernel.o "$out"/UVMLite.o "$out"/PmapEPT.o "$out"/PmapNative.o "$out"/Pmap.o
 llvm-objcopy -I elf64-x86-64 -O elf32-i386 "$out/kernel.elf" "$out/kernel.multiboot.elf"
 ls -l "$out/kernel.elf" "$out/kernel.multiboot.elf"

@@ -15,6 +15,7 @@ func runChecks(_ kernel: Kernel, report: inout Report) {
   checkWriteProtection(kernel, report: &report)
   checkRemovedMapping(kernel, report: &report)
   checkTeardown(kernel, baseline: baseline, report: &report)
+  checkPagedaemon(kernel, report: &report)
 }
 
 /// Where the checks put their pages.

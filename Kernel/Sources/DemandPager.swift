@@ -129,6 +129,11 @@ public func kernelTrap(_ frame: UnsafeMutablePointer<TrapFrame>) {
   let vector = frame.pointee.vector
   if vector == 14 {
     let address = ks_read_cr2()
+    if let window = activePagedWindow, window.owns(address),
+      window.handleFault(at: address, errorCode: frame.pointee.errorCode)
+    {
+      return
+    }
     if let pager = activePager, pager.handleFault(at: address, errorCode: frame.pointee.errorCode) { return }
     let rip = frame.pointee.rip
     if rip == ks_probe_read_access() || rip == ks_probe_write_access() {

@@ -19,13 +19,16 @@ final class Kernel {
   let sink: TLBInvalidationSink
   let pmap: NativePmap
   let pager: DemandPager
+  /// Frames set aside at boot for the pagedaemon check's frame pool (a `PageDatabase` of its own).
+  let pagedFrames: (base: PhysicalAddress, count: Int)
   /// Bytes of physical memory the direct map covers (from 0).
   var directMapSize: UInt64 { memory.size }
 
   init(
     memory: PhysicalMemory, frames: KernelFrameAllocator, pages: PageDatabase, sink: TLBInvalidationSink,
-    pmap: NativePmap
+    pmap: NativePmap, pagedFrames: (base: PhysicalAddress, count: Int)
   ) {
+    self.pagedFrames = pagedFrames
     self.memory = memory
     self.frames = frames
     self.pages = pages
@@ -41,7 +44,7 @@ final class Kernel {
 public func kernelMain(_ magic: UInt64, _ information: UInt64) {
   let startCycles = ks_rdtsc()
   Serial.initialize()
-  print("swift-pmap test kernel: Embedded Swift, Pmap + PmapNative")
+  print("swift-pmap test kernel: Embedded Swift, Pmap + PmapNative + PmapEPT + UVMLite")
   Descriptors.install()
   var report = Report()
 
@@ -101,6 +104,14 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
     directMapBase: UnsafeMutableRawPointer(bitPattern: UInt(Layout.directMapBase)).unsafelyUnwrapped, size: top,
     physicalAddressBits: physicalAddressBits,
     wireCountStorage: UnsafeMutablePointer<UInt16>.allocate(capacity: Int(top >> 12)))
+  // The pagedaemon check's frame pool: the first frames above the kernel, out of the allocator's
+  // and the kernel PageDatabase's ranges (UVMLite's FramePool owns every frame of its database).
+  let pagedFrames = (base: PhysicalAddress(usable[0].start), count: 64)
+  guard usable[0].byteCount > UInt64(pagedFrames.count) << 12 else {
+    print("check memory: FAIL (first RAM range too small)")
+    return nil
+  }
+  usable[0].start += UInt64(pagedFrames.count) << 12
   let frames = KernelFrameAllocator(memory: memory, ranges: usable)
   let managedBase = usable[0].start
   let pages = PageDatabase(
@@ -125,7 +136,7 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
     print("check address space: FAIL (enter refused a kernel mapping)")
     return nil
   }
-  let kernel = Kernel(memory: memory, frames: frames, pages: pages, sink: sink, pmap: pmap)
+  let kernel = Kernel(memory: memory, frames: frames, pages: pages, sink: sink, pmap: pmap, pagedFrames: pagedFrames)
   activePager = kernel.pager
 
   let bootstrapRoot = ks_read_cr3()
