@@ -59,6 +59,7 @@ extension Layout {
 /// back faults the evicted ones in from swap: every page must hold what was written.
 func checkPagedaemon(_ kernel: Kernel, report: inout Report) {
   let name = "pagedaemon"
+  let kernelFramesAtStart = kernel.frames.framesInUse
   let poolFrames = kernel.pagedFrames.count
   let pageCount = 3 * poolFrames
   let pages = PageDatabase(
@@ -121,16 +122,19 @@ func checkPagedaemon(_ kernel: Kernel, report: inout Report) {
   ks_write_cr3(kernel.pmap.cr3)
   activePagedWindow = nil
 
-  let framesBefore = kernel.frames.framesInUse
+  // Every page-table page of both pmaps goes back to the kernel's allocator; what stays is the
+  // pv-node pool of the check's PageDatabase (released when the database goes).
   uvm.destroyGuest(memory)
   process.destroy()
-  let released = kernel.frames.framesInUse < framesBefore
+  let released = kernel.frames.framesInUse == kernelFramesAtStart + pages.statistics.poolFrames
+  let swapEmpty = uvm.swap.slotsInUse == 0
 
   let passed =
     wrong == 0 && faultsWriting == pageCount && afterWrites.pageouts > 0 && statistics.swapInFaults > 0
     && statistics.pagedaemonRuns > 0 && resident <= poolFrames && window.refusals == 0 && invariants && released
+    && swapEmpty
   report.record(
     name, passed,
-    "\(pageCount) pages over a pool of \(poolFrames) frames (fewest free \(leastFree)): \(faultsWriting) faults writing, \(window.faults - faultsWriting) reading back; \(statistics.pagedaemonRuns) pagedaemon runs, \(statistics.pageouts) pageouts to swap, \(statistics.evictions) evictions, \(statistics.swapInFaults) swap-ins; \(wrong) pages with wrong contents, \(resident) resident at the end; invariants hold \(invariants)"
+    "\(pageCount) pages over a pool of \(poolFrames) frames (fewest free \(leastFree)): \(faultsWriting) faults writing, \(window.faults - faultsWriting) reading back; \(statistics.pagedaemonRuns) pagedaemon runs, \(statistics.pageouts) pageouts to swap, \(statistics.evictions) evictions, \(statistics.swapInFaults) swap-ins; \(wrong) pages with wrong contents, \(resident) resident at the end; invariants hold \(invariants); after destroy, kernel frames back \(released), swap slots free \(swapEmpty)"
   )
 }
