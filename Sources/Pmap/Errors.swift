@@ -43,6 +43,12 @@ public enum EnterError: Error, Equatable, Sendable {
   case conflictsWithPageTable
   /// A 1 GiB page was requested from a pmap created without ``Pmap/supportsGigabytePages``.
   case unsupportedPageSize
+  /// The address lies in the kernel half this pmap shares with a kernel pmap
+  /// (``Pmap/kernelHalfOwner``): enter it in the kernel pmap.
+  case addressInSharedKernelHalf
+  /// ``Pmap/enter(_:startingAt:protection:options:cacheMode:largestPageSize:)`` found a mapping
+  /// in its range: remove the range first.
+  case alreadyMapped
 }
 
 /// Why a range operation (``Pmap/remove(_:)``, ``Pmap/protect(_:to:)``) was refused. On any
@@ -52,6 +58,9 @@ public enum RangeOperationError: Error, Equatable, Sendable {
   case splitsLargeMapping
   /// `.write` without `.read`: x86 cannot express it.
   case writeWithoutRead
+  /// The range reaches into the kernel half this pmap shares with a kernel pmap
+  /// (``Pmap/kernelHalfOwner``), whose tables only the kernel pmap changes.
+  case addressInSharedKernelHalf
 }
 
 /// Why ``Pmap/unwire(_:)`` failed. Nothing changed.
@@ -60,4 +69,7 @@ public enum UnwireError: Error, Equatable, Sendable {
   case notMapped
   /// The mapping exists but is not wired.
   case notWired
+  /// The address lies in the kernel half this pmap shares with a kernel pmap
+  /// (``Pmap/kernelHalfOwner``): unwire it in the kernel pmap.
+  case addressInSharedKernelHalf
 }

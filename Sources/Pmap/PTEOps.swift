@@ -68,9 +68,17 @@ public protocol PTEOps {
   /// ``GenericPVOwner``, is correct; a format module provides a non-generic subclass so that
   /// the calls run code specialised for the format.
   static func makePVOwner(for pmap: Pmap<Self>) -> PVOwner
+
+  /// Whether address spaces of this format have a kernel half that pmaps can share (see
+  /// ``Pmap/Pmap/kernelHalfSlots``): true for native tables; false (the default) for EPT, which
+  /// maps guest-physical addresses and nothing of the host kernel.
+  static var hasKernelHalf: Bool { get }
 }
 
 extension PTEOps {
+  /// No kernel half, unless the format says otherwise.
+  @inlinable public static var hasKernelHalf: Bool { false }
+
   /// The bits the hardware updates on its own in a present entry.
   @inlinable @inline(__always)
   public static var hardwareBits: UInt64 { accessedBit | dirtyBit }

@@ -19,6 +19,7 @@ extension Pmap {
   ///   - cacheMode: the memory type (default write-back).
   ///   - size: 4 KiB, 2 MiB or 1 GiB.
   /// - Throws: ``EnterError``; on any error nothing changed (page tables, statistics, frames).
+  ///   ``EnterError/addressInSharedKernelHalf`` when `va` lies in a kernel half this pmap shares.
   /// - Precondition: without ``EnterOptions/canFail``, the allocator must not run out: as in
   ///   NetBSD, running out of page-table pages then traps.
   /// - Complexity: O(1); allocates nothing on the Swift heap, and no frame when the page-table
@@ -74,6 +75,7 @@ extension Pmap {
     else {
       throw Self.enterArgumentError(va, pa, protection: protection, access: access, size: size, memory: memory)
     }
+    guard !isInSharedKernelHalf(slot: va.index(at: .pml4).value) else { throw .addressInSharedKernelHalf }
 
     // A managed 4 KiB page goes on its pv-list; large mappings are never pv-tracked (NetBSD's
     // x86 pmap uses large pages only for the kernel's own mappings).

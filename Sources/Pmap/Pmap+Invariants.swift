@@ -20,6 +20,9 @@ public struct InvariantViolation: Error, Equatable, Sendable {
     case leafBitsInTableEntry
     /// A page-table page outside the direct map, or an empty page-table page left linked.
     case badTablePage
+    /// A root entry of a shared kernel half differs from the kernel pmap's (accessed bit aside),
+    /// or a kernel pmap's preallocated kernel-half slot is not a table entry.
+    case sharedEntryMismatch
   }
   /// What is wrong.
   public let kind: Kind
@@ -43,6 +46,10 @@ extension Pmap {
   /// every page-table page's wire count is 1 + its live entries and no page but the root is
   /// empty; statistics match a full walk; no entry is misconfigured; D implies A in leaves;
   /// non-present entries are zero (so "wired" implies present); table entries carry no leaf bits.
+  /// A kernel pmap's preallocated kernel-half tables are linked and pinned (wire count 2 + live
+  /// entries, empty allowed). In a pmap sharing a kernel half, the shared root entries equal the
+  /// kernel pmap's (the accessed bit aside, which each root's walks set on their own) and the
+  /// tables below them, the kernel pmap's, are neither checked nor counted.
   ///
   /// - Returns: the first violation found, or `nil`.
   /// - Complexity: O(page-table pages × 512).
@@ -68,13 +75,26 @@ extension Pmap {
   }
 
   func checkTable(
-    _ table: PhysicalAddress, _ level: PageTableLevel, _ resident: inout Int, _ wired: inout Int, _ tables: inout Int
+    _ table: PhysicalAddress, _ level: PageTableLevel, _ resident: inout Int, _ wired: inout Int, _ tables: inout Int,
+    pinned: Bool = false
   ) -> InvariantViolation? {
     guard memory.covers(table) else { return InvariantViolation(.badTablePage, table: table) }
     tables += 1
     var live = 0
     for i in 0..<TableIndex.count {
       let e = memory.entry(in: table, at: i).load()
+      let ownsKernelHalfSlot = level == .root && kernelHalfOwner == nil && kernelHalfSlots.contains(i)
+      if level == .root, let kernel = kernelHalfOwner, kernelHalfSlots.contains(i) {
+        let shared = memory.entry(in: kernel.root, at: i).load()
+        if !Ops.isPresent(e) || (e ^ shared) & ~Ops.accessedBit != 0 {
+          return InvariantViolation(.sharedEntryMismatch, table: table, index: i)
+        }
+        live += 1
+        continue
+      }
+      if ownsKernelHalfSlot && (!Ops.isPresent(e) || Ops.isLeaf(e, at: level)) {
+        return InvariantViolation(.sharedEntryMismatch, table: table, index: i)
+      }
       guard Ops.isPresent(e) else {
         if e != 0 { return InvariantViolation(.nonZeroInvalidEntry, table: table, index: i) }
         continue
@@ -93,14 +113,17 @@ extension Pmap {
           return InvariantViolation(.leafBitsInTableEntry, table: table, index: i)
         }
         let child = Ops.tableFrame(e)
-        if let v = checkTable(child, level.child!, &resident, &wired, &tables) { return v }
+        if let v = checkTable(child, level.child!, &resident, &wired, &tables, pinned: ownsKernelHalfSlot) {
+          return v
+        }
       }
     }
     let found = memory.wireCount(of: table)
-    if found != 1 + live {
-      return InvariantViolation(.wireCountMismatch(expected: 1 + live, found: found), table: table)
+    let expected = (pinned ? 2 : 1) + live
+    if found != expected {
+      return InvariantViolation(.wireCountMismatch(expected: expected, found: found), table: table)
     }
-    if live == 0 && table != root { return InvariantViolation(.badTablePage, table: table) }
+    if live == 0 && table != root && !pinned { return InvariantViolation(.badTablePage, table: table) }
     return nil
   }
 }

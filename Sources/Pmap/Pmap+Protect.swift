@@ -7,14 +7,19 @@ extension Pmap {
   /// the dirty bit. A change to an entry whose accessed bit was set is invalidated.
   ///
   /// - Throws: ``RangeOperationError/writeWithoutRead`` for `.write` without `.read`;
-  ///   ``RangeOperationError/splitsLargeMapping`` when an end falls inside a large mapping.
-  ///   Nothing changed then.
+  ///   ``RangeOperationError/splitsLargeMapping`` when an end falls inside a large mapping;
+  ///   ``RangeOperationError/addressInSharedKernelHalf`` when the range reaches a kernel half this
+  ///   pmap shares. Nothing changed then.
   /// - Complexity: O(mapped pages in range + page-table pages visited); allocates nothing.
   @inlinable @inline(__always)
   public func protect(_ range: VirtualRange, to protection: Protection) throws(RangeOperationError) {
     if protection.isEmpty { return try remove(range) }
     lock.lock()
     defer { lock.unlock() }
+    if reachesSharedKernelHalf(range) {
+      checkAlive()
+      throw .addressInSharedKernelHalf
+    }
     if range.byteCount == 4096 {
       try protectPage(range.start, to: protection)
     } else {

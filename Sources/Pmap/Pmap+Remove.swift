@@ -8,12 +8,18 @@ extension Pmap {
   /// atomically, so the final A/D bits are the ones the hardware last set.
   ///
   /// - Throws: ``RangeOperationError/splitsLargeMapping`` when an end of the range falls inside a
-  ///   2 MiB or 1 GiB mapping; nothing changed then.
+  ///   2 MiB or 1 GiB mapping; ``RangeOperationError/addressInSharedKernelHalf`` when the range
+  ///   reaches a kernel half this pmap shares (remove kernel mappings from the kernel pmap);
+  ///   nothing changed then.
   /// - Complexity: O(mapped pages in range + page-table pages visited); allocates nothing.
   @inlinable @inline(__always)
   public func remove(_ range: VirtualRange) throws(RangeOperationError) {
     lock.lock()
     defer { lock.unlock() }
+    if reachesSharedKernelHalf(range) {
+      checkAlive()
+      throw .addressInSharedKernelHalf
+    }
     if range.byteCount == 4096 {
       try removePage(linear: range.linearStart)
     } else {
@@ -170,7 +176,13 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   /// The page stripe whose lock the visit holds, or -1: consecutive pages of one stripe are
   /// removed under one acquisition.
   @usableFromInline var heldStripe = -1
-  @inlinable init(pmap: Pmap<Ops>) { self.pmapRef = Unmanaged.passUnretained(pmap) }
+  /// Whether the A/D bits of removed managed leaves are merged into their pages' attributes
+  /// (false only to undo a failed range enter, whose leaves recorded no access).
+  @usableFromInline let mergesAttributes: Bool
+  @inlinable init(pmap: Pmap<Ops>, mergesAttributes: Bool = true) {
+    self.pmapRef = Unmanaged.passUnretained(pmap)
+    self.mergesAttributes = mergesAttributes
+  }
   @inlinable static var removesEntries: Bool { true }
   @inlinable static var requiresWholeLargePages: Bool { true }
 
@@ -190,7 +202,7 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
       }
       let old = p.exchange(0)
       pmap.accountRemoval(of: old, at: level, linear: linear)
-      pmap.releasePVEntry(of: old, at: level, linear: linear)
+      pmap.releasePVEntry(of: mergesAttributes ? old : old & ~Ops.hardwareBits, at: level, linear: linear)
     }
     heldStripe = held
     return true

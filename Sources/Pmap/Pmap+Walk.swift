@@ -61,6 +61,7 @@ extension Pmap {
   }
 
   /// Visits every page-table page, the root first, with its level (for checkers and tools).
+  /// The tables of a kernel half this pmap shares are the kernel pmap's, and not visited.
   ///
   /// - Complexity: proportional to the number of page-table pages times 512.
   /// - Precondition: `body` does not call back into this pmap (it runs with the lock held).
@@ -76,12 +77,14 @@ extension Pmap {
     body(table, level)
     guard let child = level.child else { return }
     for i in 0..<TableIndex.count {
+      if level == .root && isInSharedKernelHalf(slot: i) { continue }  // the kernel pmap's
       let e = memory.entry(in: table, at: i).load()
       if Ops.isPresent(e) && !Ops.isLeaf(e, at: level) { visitTables(Ops.tableFrame(e), child, body) }
     }
   }
 
-  /// Visits every leaf mapping in `range`, in address order.
+  /// Visits every leaf mapping in `range`, in address order. The mappings of a kernel half this
+  /// pmap shares are the kernel pmap's, and not visited.
   ///
   /// - Complexity: proportional to what is mapped in the range, not to its size.
   /// - Precondition: `body` does not call back into this pmap (it runs with the lock held).
@@ -125,6 +128,8 @@ extension Pmap {
   /// the cost follows what is mapped rather than the size of the range. When the visitor removes
   /// entries, a page-table page left with no live entry is unlinked and retired.
   ///
+  /// The slots of a kernel half this pmap shares are skipped: their tables are the kernel pmap's.
+  ///
   /// A large leaf that the range only partly covers throws ``RangeOperationError/splitsLargeMapping``.
   /// Callers make sure that can only happen at the first leaf visited (see ``remove(_:)``), so a
   /// throw leaves everything unchanged.
@@ -142,7 +147,7 @@ extension Pmap {
     while i <= last {
       let p = memory.entry(in: table, at: i)
       let e = p.load()
-      if Ops.isPresent(e) {
+      if Ops.isPresent(e) && !(level == .root && isInSharedKernelHalf(slot: i)) {
         let entryBase = base &+ (UInt64(truncatingIfNeeded: i) << shift)
         if Ops.isLeaf(e, at: level) {
           if V.requiresWholeLargePages && level != .pageTable && (entryBase < lo || entryBase &+ span > hi) {

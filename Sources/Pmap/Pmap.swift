@@ -62,6 +62,16 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   public let pages: PageDatabase?
   /// This pmap's slot in ``pages``' registry.
   @inlinable var pvSlot: Int { state.pointee.pvSlot }
+  /// The PML4 slots of the shared kernel half (see <doc:Architecture#A-shared-kernel-half>): for
+  /// a kernel pmap created with `kernelHalfSlots:`, the slots whose PDPT pages it allocated at
+  /// creation and keeps until ``destroy()``; for a pmap created `sharingKernelHalfWith:`, the
+  /// same slots, copied from that kernel pmap and not owned. Empty otherwise.
+  public let kernelHalfSlots: Range<Int>
+  /// The kernel pmap whose kernel half this pmap shares (NetBSD's `pmap_pdp_init` copying the
+  /// kernel's PML4 slots), or `nil`. Kept alive as long as this pmap.
+  public let kernelHalfOwner: Pmap<Ops>?
+  /// The PML4 slots of the whole upper (kernel) half, `256 ..< 512`.
+  @inlinable public static var upperHalfSlots: Range<Int> { 256..<512 }
 
   /// Creates an empty address space: a zeroed root page and nothing else (`pmap_create`; an EPT
   /// pmap, like NetBSD's, never maps anything of the host kernel).
@@ -79,20 +89,81 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   ///   - supportsGigabytePages: whether the CPU can map 1 GiB pages in this format.
   ///   - locking: ``Locking/spinLocks`` (the default), or ``Locking/callerSerialized`` when the
   ///     caller guarantees that operations never overlap; it must match `pages`' mode.
-  /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
+  ///   - kernelHalfSlots: for a kernel pmap that other pmaps will share its kernel half with: the
+  ///     PML4 slots (inside ``upperHalfSlots``) whose PDPT pages are allocated, zeroed and linked
+  ///     now and stay linked until ``destroy()``, so that the root entries other pmaps copy never
+  ///     change (NetBSD preallocates the kernel's PML4 slots). One frame per slot: all of
+  ///     ``upperHalfSlots`` costs 256 frames (1 MiB). Empty (the default): nothing preallocated.
+  ///   - kernel: a kernel pmap created with `kernelHalfSlots:`, whose kernel half this pmap
+  ///     shares: its root entries for those slots are copied into this pmap's root. Operations on
+  ///     this pmap at an address in those slots are refused with `addressInSharedKernelHalf`
+  ///     errors; the kernel pmap maps them, for every pmap sharing them at once.
+  /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame; the
+  ///   frames already obtained are given back.
   /// - Precondition: the allocator's frames lie inside `memory`; `pages`, if given, uses the same
-  ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``).
-  /// - Complexity: O(1): one frame is allocated and zeroed.
+  ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``). With
+  ///   `kernelHalfSlots` or `kernel`: a format with a kernel half (``PTEOps/hasKernelHalf``:
+  ///   native, not EPT); `kernelHalfSlots` lies in ``upperHalfSlots`` and `kind` is
+  ///   ``AddressSpaceKind/kernel``; `kernel` is a live ``AddressSpaceKind/kernel`` pmap over the
+  ///   same direct map, created with non-empty `kernelHalfSlots`; not both.
+  /// - Complexity: O(1 + kernelHalfSlots.count) frames allocated and zeroed.
   public init(
     memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
     pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true,
-    supportsGigabytePages: Bool = true, locking: Locking = .spinLocks
+    supportsGigabytePages: Bool = true, locking: Locking = .spinLocks, kernelHalfSlots: Range<Int> = 256..<256,
+    sharingKernelHalfWith kernel: Pmap<Ops>? = nil
   ) throws(PmapCreationError) {
     precondition(pages == nil || pages!.locking == locking, "Pmap: locking differs from the page database's")
+    if !kernelHalfSlots.isEmpty || kernel != nil {
+      precondition(Ops.hasKernelHalf, "Pmap: this entry format has no kernel half")
+      precondition(kernelHalfSlots.isEmpty || kernel == nil, "Pmap: a pmap either owns or shares a kernel half")
+    }
+    if !kernelHalfSlots.isEmpty {
+      precondition(
+        kernelHalfSlots.clamped(to: Self.upperHalfSlots) == kernelHalfSlots, "Pmap: kernel half outside the upper half")
+      precondition(kind == .kernel, "Pmap: only a .kernel pmap can own a kernel half")
+    }
+    if let kernel {
+      precondition(kernel.kind == .kernel && !kernel.kernelHalfSlots.isEmpty && kernel.kernelHalfOwner == nil,
+        "Pmap: sharingKernelHalfWith needs a .kernel pmap created with kernelHalfSlots")
+      precondition(kernel.memory.directMapBase == memory.directMapBase, "Pmap: kernel pmap over another direct map")
+    }
     guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
     precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
     memory.zeroFrame(frame)
     memory.setWireCount(of: frame, to: 1)
+    // The kernel half: preallocated and pinned (wire count 2 + live entries, so that removing
+    // the last mapping under one never frees it), or copied from the kernel pmap.
+    var pinned = 0
+    for slot in kernelHalfSlots {
+      guard let table = allocator.allocateFrame() else {
+        for k in 0..<pinned {
+          let e = memory.entry(in: frame, at: kernelHalfSlots.lowerBound + k).load()
+          memory.setWireCount(of: Ops.tableFrame(e), to: 0)
+          allocator.releaseFrame(Ops.tableFrame(e))
+        }
+        memory.setWireCount(of: frame, to: 0)
+        allocator.releaseFrame(frame)
+        throw .outOfPageTableMemory
+      }
+      precondition(memory.covers(table), "Pmap: the allocator returned a frame outside the direct map")
+      memory.zeroFrame(table)
+      memory.setWireCount(of: table, to: 2)
+      memory.entry(in: frame, at: slot).store(Ops.tableEntry(for: table))
+      pinned += 1
+    }
+    if let kernel {
+      kernel.withLock {
+        kernel.checkAlive()
+        kernel.state.pointee.sharerCount += 1
+      }
+      for slot in kernel.kernelHalfSlots {
+        memory.entry(in: frame, at: slot).store(memory.entry(in: kernel.root, at: slot).load() & ~Ops.accessedBit)
+      }
+    }
+    self.kernelHalfSlots = kernel?.kernelHalfSlots ?? kernelHalfSlots
+    self.kernelHalfOwner = kernel
+    memory.setWireCount(of: frame, to: 1 + self.kernelHalfSlots.count)
     self.memory = memory
     self.allocator = allocator
     self.invalidation = invalidation
@@ -102,6 +173,11 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     self.supportsGigabytePages = supportsGigabytePages
     self.locking = locking
     self.state = PmapState.make(Ops.self, kind: kind, hardwareAD: hardwareManagesAccessedDirty)
+    state.pointee.pageTablePageCount = 1 + pinned
+    if kernel != nil {
+      state.pointee.sharedSlotStart = self.kernelHalfSlots.lowerBound
+      state.pointee.sharedSlotCount = self.kernelHalfSlots.count
+    }
     self.lockLine = LockLines(count: 1)
     lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())
     self.pages = pages
@@ -123,14 +199,34 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// invalidations owed (`pmap_destroy` once the last reference goes). The pmap is unusable
   /// afterwards; `deinit` calls this if the owner did not.
   ///
+  /// A pmap sharing a kernel half only unlinks the shared entries from its own root: the kernel
+  /// pmap's tables and mappings stay. A kernel pmap frees its preallocated kernel-half tables.
+  ///
   /// - Complexity: proportional to the populated part of the tree.
-  /// - Precondition: not already destroyed.
+  /// - Precondition: not already destroyed; for a kernel pmap owning a kernel half, no live pmap
+  ///   shares it.
   public func destroy() {
     lock.lock()
     checkAlive()
+    let s = state
+    if kernelHalfOwner != nil {
+      // Not ours: unlink the copies (no invalidation owed for the kernel's global translations).
+      for slot in kernelHalfSlots { memory.entry(in: root, at: slot).store(0) }
+      memory.adjustWireCount(of: root, by: -kernelHalfSlots.count)
+      s.pointee.sharedSlotCount = 0
+    } else if !kernelHalfSlots.isEmpty {
+      precondition(s.pointee.sharerCount == 0, "Pmap: destroy() of a kernel pmap whose kernel half is still shared")
+    }
     // Whole halves never split a large mapping, so neither call can fail.
     _ = try? removeRange(.lowerHalf)
     _ = try? removeRange(.upperHalf)
+    if kernelHalfOwner == nil {
+      for slot in kernelHalfSlots {
+        let table = Ops.tableFrame(memory.entry(in: root, at: slot).exchange(0))
+        memory.adjustWireCount(of: root, by: -1)
+        retireTable(table, linear: UInt64(slot) << 39)
+      }
+    }
     flushInvalidations()
     state.pointee.isDestroyed = true
     memory.setWireCount(of: root, to: 0)
@@ -138,6 +234,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     pages?.drain(pvStash)
     lock.unlock()
     pages?.unregister(slot: pvSlot)
+    if let kernel = kernelHalfOwner { kernel.withLock { kernel.state.pointee.sharerCount -= 1 } }
   }
 
   /// Whether ``destroy()`` has run.
@@ -188,7 +285,8 @@ public struct PmapStatistics: Hashable, Sendable {
   public var residentPages: Int
   /// 4 KiB pages mapped wired (`pm_stats.wired_count`).
   public var wiredPages: Int
-  /// Page-table pages in use, the root included.
+  /// Page-table pages in use, the root included; for a pmap sharing a kernel half, the shared
+  /// tables are the kernel pmap's and not counted here.
   public var pageTablePages: Int
 
   /// Creates a set of counters.
@@ -222,6 +320,12 @@ struct PmapState {
   @usableFromInline var managedBase: UInt64 = 0
   @usableFromInline var managedEnd: UInt64 = 0
   @usableFromInline var pvSlot = -1
+  /// The PML4 slots shared from a kernel pmap (`sharedSlotStart ..< + sharedSlotCount`), which
+  /// operations refuse; count 0 when the pmap shares nothing.
+  @usableFromInline var sharedSlotStart = 0
+  @usableFromInline var sharedSlotCount = 0
+  /// For a kernel pmap owning a kernel half: the live pmaps sharing it (under its lock).
+  @usableFromInline var sharerCount = 0
   /// `Ops.leafEntry` of a 4 KiB leaf for every protection (0-7) x cache mode (6), computed at
   /// creation (with A and D for a pmap without hardware A/D), then the A/D bits to seed for each
   /// access (8): `enter` ORs a template with the frame instead of re-encoding every call.

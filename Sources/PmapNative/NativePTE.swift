@@ -63,6 +63,9 @@ public enum NativePTE: PTEOps {
   /// "native".
   @inlinable public static var formatName: StaticString { "native" }
 
+  /// True: a native pmap can share a kernel half (``Pmap/Pmap/kernelHalfSlots``).
+  @inlinable public static var hasKernelHalf: Bool { true }
+
   /// Whether P (bit 0) is set.
   @inlinable @inline(__always)
   public static func isPresent(_ entry: UInt64) -> Bool { entry & present != 0 }
