@@ -89,7 +89,7 @@ extension Pmap {
   ) throws(EnterError) {
     let shift = level.shift
     let span: UInt64 = 1 << shift
-    var i = Int(truncatingIfNeeded: (lo &- base) >> shift)
+    var i = lo > base ? Int(truncatingIfNeeded: (lo &- base) >> shift) : 0
     let tableEnd = base &+ (span << 9)
     let lastByte = (hi < tableEnd ? hi : tableEnd) &- 1
     let last = Int(truncatingIfNeeded: (lastByte &- base) >> shift)
