@@ -124,7 +124,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       precondition(kind == .kernel, "Pmap: only a .kernel pmap can own a kernel half")
     }
     if let kernel {
-      precondition(kernel.kind == .kernel && !kernel.kernelHalfSlots.isEmpty && kernel.kernelHalfOwner == nil,
+      precondition(
+        kernel.kind == .kernel && !kernel.kernelHalfSlots.isEmpty && kernel.kernelHalfOwner == nil,
         "Pmap: sharingKernelHalfWith needs a .kernel pmap created with kernelHalfSlots")
       precondition(kernel.memory.directMapBase == memory.directMapBase, "Pmap: kernel pmap over another direct map")
     }

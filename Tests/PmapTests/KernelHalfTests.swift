@@ -77,7 +77,8 @@ struct KernelHalfTests {
       #expect(user.statistics == stats(0, 0, 1), "the shared tables are the kernel's")
       #expect(machine.allocator.framesInUse == 259 + 1)
       for slot in 256..<512 {
-        #expect(user.memory.entry(in: user.root, at: slot).load() == kernel.memory.entry(in: kernel.root, at: slot).load())
+        #expect(
+          user.memory.entry(in: user.root, at: slot).load() == kernel.memory.entry(in: kernel.root, at: slot).load())
       }
       let late = upper(slot: 511, 1 << 30)
       try kernel.enter(late, machine.dataFrame(2), protection: .readWrite, size: .size4K)

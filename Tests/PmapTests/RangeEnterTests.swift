@@ -94,16 +94,31 @@ struct RangeEnterTests {
       let insideLarge = try range(address(pml4: 4, pd: 1, pt: 4), bytes: 8192)
       let overLarge = try range(address(pml4: 4), bytes: 4 << 20)
       let cases: [(EnterError, () throws(EnterError) -> Void)] = [
-        (.unalignedPhysicalAddress, { () throws(EnterError) in try pmap.enter(r, startingAt: pa.plus(8), protection: .read) }),
-        (.physicalAddressOutOfRange, { () throws(EnterError) in
-          try pmap.enter(r, startingAt: PhysicalAddress((1 << 52) - 4096), protection: .read) }),
+        (
+          .unalignedPhysicalAddress,
+          { () throws(EnterError) in try pmap.enter(r, startingAt: pa.plus(8), protection: .read) }
+        ),
+        (
+          .physicalAddressOutOfRange,
+          { () throws(EnterError) in
+            try pmap.enter(r, startingAt: PhysicalAddress((1 << 52) - 4096), protection: .read)
+          }
+        ),
         (.noRights, { () throws(EnterError) in try pmap.enter(r, startingAt: pa, protection: []) }),
         (.writeWithoutRead, { () throws(EnterError) in try pmap.enter(r, startingAt: pa, protection: .write) }),
         (.alreadyMapped, { () throws(EnterError) in try pmap.enter(r, startingAt: pa, protection: .read) }),
-        (.alreadyMapped, { () throws(EnterError) in
-          try pmap.enter(insideLarge, startingAt: pa, protection: .read) }),
-        (.alreadyMapped, { () throws(EnterError) in
-          try pmap.enter(overLarge, startingAt: pa, protection: .read) }),
+        (
+          .alreadyMapped,
+          { () throws(EnterError) in
+            try pmap.enter(insideLarge, startingAt: pa, protection: .read)
+          }
+        ),
+        (
+          .alreadyMapped,
+          { () throws(EnterError) in
+            try pmap.enter(overLarge, startingAt: pa, protection: .read)
+          }
+        ),
       ]
       for (expected, call) in cases {
         var thrown: EnterError?
@@ -142,7 +157,8 @@ struct RangeEnterTests {
         let pa = PhysicalAddress((8 << 30) + (500 << 12))  // on the 2 MiB grid with the range
         var thrown: EnterError?
         do throws(EnterError) {
-          try pmap.enter(r, startingAt: pa, protection: .readWrite, options: [.canFail, .wired], largestPageSize: .size2M)
+          try pmap.enter(
+            r, startingAt: pa, protection: .readWrite, options: [.canFail, .wired], largestPageSize: .size2M)
         } catch {
           thrown = error
         }
