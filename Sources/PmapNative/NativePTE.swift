@@ -63,7 +63,7 @@ public enum NativePTE: PTEOps {
   /// "native".
   @inlinable public static var formatName: StaticString { "native" }
 
-  /// True: a native pmap can share a kernel half (``Pmap/Pmap/kernelHalfSlots``).
+  /// True: a native pmap can share a kernel half (`Pmap.kernelHalfSlots`).
   @inlinable public static var hasKernelHalf: Bool { true }
 
   /// Whether P (bit 0) is set.
