@@ -54,6 +54,30 @@ public func exerciseEverything(
   do throws(RangeOperationError) { try guest.remove(.lowerHalf) } catch { failures += 1 }
   check(EPTPointer(guest).isValid && host.cr3 == host.root.rawValue)
   check(host.statistics.residentPages == 0 && guest.statistics.pageTablePages == 1)
+  // A kernel half shared by a second address space, filled by a range enter.
+  guard
+    let kernel = try? NativePmap(
+      memory: memory, allocator: allocator, invalidation: sink, kind: .kernel,
+      kernelHalfSlots: 511..<512),
+    let process = try? NativePmap(
+      memory: memory, allocator: allocator, invalidation: sink,
+      sharingKernelHalfWith: kernel)
+  else { return failures + 1 }
+  let kernelVA = VirtualAddress(0xffff_ff80_0000_0000)
+  do throws(EnterError) {
+    try kernel.enter(
+      VirtualRange(page: kernelVA), startingAt: frame, protection: .read, options: .canFail, largestPageSize: .size2M)
+    try guest.enter(hugeRange(), startingAt: PhysicalAddress(0x4000_0000), protection: .read, largestPageSize: .size2M)
+  } catch { failures += 1 }
+  check(process.extract(kernelVA) == frame && guest.statistics.residentPages == 512)
+  var refused = false
+  do throws(EnterError) { try process.enter(kernelVA, frame, protection: .read) } catch {
+    refused = error == .addressInSharedKernelHalf
+  }
+  check(refused)
+  check(process.checkInvariants() == nil && kernel.checkInvariants() == nil)
+  process.destroy()
+  kernel.destroy()
   host.destroy()
   guest.destroy()
   check(allocator.framesInUse == pages.statistics.poolFrames)
