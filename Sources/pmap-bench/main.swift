@@ -72,7 +72,7 @@ func fail(_ what: String) -> Never {
 
 /// The rows, named exactly as the C reference names them.
 enum Row: Int, CaseIterable {
-  case map, translateSequential, translateRandom, protect, unmap
+  case map, translateSequential, translateRandom, protect, unmap, mapRange
   case mapPV, removeAll1, map8, clearAD8, removeAll8
   var name: String {
     switch self {
@@ -81,6 +81,7 @@ enum Row: Int, CaseIterable {
     case .translateRandom: "translate random"
     case .protect: "protect (clear W)"
     case .unmap: "unmap (+free tables)"
+    case .mapRange: "map range (Swift only)"
     case .mapPV: "map + pv insert"
     case .removeAll1: "remove_all, 1 mapping"
     case .map8: "map+pv into 8 spaces*"
@@ -145,6 +146,16 @@ func runOnce<Ops: PTEOps>(
   }
   results[Row.unmap.rawValue] = (now() - t) / Double(n)
   if pmap.statistics.pageTablePages != 1 || pmap.statistics.residentPages != 0 { fail("unmap freed everything") }
+
+  // The same N pages in one range enter (fresh tables again), per page: no C counterpart.
+  do {
+    let range = try VirtualRange(start: VirtualAddress(vaBase), byteCount: UInt64(n) << 12)
+    t = now()
+    try pmap.enter(range, startingAt: PhysicalAddress(dataBase), protection: .readWrite)
+    results[Row.mapRange.rawValue] = (now() - t) / Double(n)
+    try pmap.remove(range)
+  } catch { fail("map range") }
+  if pmap.statistics.pageTablePages != 1 { fail("map range freed everything") }
   pmap.destroy()
 
   // The same enter, now with reverse-map tracking, then remove every mapping of each page.
