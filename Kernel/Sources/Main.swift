@@ -7,6 +7,8 @@ enum Layout {
   /// The direct map: physical address `pa` is at `directMapBase + pa` (PML4 slot 256, as the
   /// bootstrap tables and then the kernel's own pmap map it).
   static var directMapBase: UInt64 { 0xffff_8000_0000_0000 }
+  /// The kernel half shared by every address space: the direct map's PML4 slot.
+  static var kernelHalfSlots: Range<Int> { 256..<257 }
   /// Where the checks map and fault their pages (PML4 slot 128: nothing else there).
   static var testBase: UInt64 { 0x0000_4000_0000_0000 }
 }
@@ -125,13 +127,18 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
 
   let pmap: NativePmap
   do throws(PmapCreationError) {
-    pmap = try NativePmap(memory: memory, allocator: frames, invalidation: sink, pages: pages, kind: .kernel)
+    // The direct map's PML4 slot is the kernel half every other address space shares.
+    pmap = try NativePmap(
+      memory: memory, allocator: frames, invalidation: sink, pages: pages, kind: .kernel,
+      kernelHalfSlots: Layout.kernelHalfSlots)
   } catch {
     print("check address space: FAIL (no frame for the root table)")
     return nil
   }
+  sink.kernelRoot = pmap.root
   do throws(EnterError) {
-    try mapKernel(into: pmap, directMapSize: top)
+    try mapKernelImage(into: pmap)
+    try mapDirectMap(into: pmap, directMapSize: top)
   } catch {
     print("check address space: FAIL (enter refused a kernel mapping)")
     return nil
@@ -156,25 +163,35 @@ func bootKernel(ram: [PhysicalRange], report: inout Report) -> Kernel? {
   return kernel
 }
 
-/// Enters the kernel's own mappings into `pmap`: the kernel image identity-mapped in 4 KiB pages
-/// (text read+execute, read-only data read, data and .bss, with stacks, heap and GDT,
-/// read+write and never executable), and the direct map, all of RAM at `Layout.directMapBase`
-/// in 2 MiB pages. Every address space the kernel runs on needs them (the library has no shared
-/// kernel half: each pmap gets its own copy of these entries).
-func mapKernel(into pmap: NativePmap, directMapSize: UInt64) throws(EnterError) {
-  var pa = ks_kernel_start()
-  while pa < ks_kernel_end() {
-    let protection: Protection = pa < ks_text_end() ? .readExecute : pa < ks_rodata_end() ? .read : .readWrite
-    try pmap.enter(VirtualAddress(pa), PhysicalAddress(pa), protection: protection, options: .wired)
-    pa += 4096
+/// Enters the kernel image into `pmap`, identity-mapped in 4 KiB pages, one range enter per
+/// section: text read+execute, read-only data read, data and .bss, with stacks, heap and GDT,
+/// read+write and never executable. The image lies in the lower half (linked at 1 MiB), outside
+/// the shared kernel half, so every address space the kernel runs on enters it.
+func mapKernelImage(into pmap: NativePmap) throws(EnterError) {
+  let sections: [(start: UInt64, end: UInt64, protection: Protection)] = [
+    (ks_kernel_start(), ks_text_end(), .readExecute), (ks_text_end(), ks_rodata_end(), .read),
+    (ks_rodata_end(), ks_kernel_end(), .readWrite),
+  ]
+  for section in sections where section.end > section.start {
+    let range: VirtualRange
+    do throws(RangeError) {
+      range = try VirtualRange(start: VirtualAddress(section.start), byteCount: section.end - section.start)
+    } catch { throw .unalignedVirtualAddress }  // the linker script page-aligns every section
+    try pmap.enter(range, startingAt: PhysicalAddress(section.start), protection: section.protection, options: .wired)
   }
-  pa = 0
-  while pa < directMapSize {
-    try pmap.enter(
-      VirtualAddress(Layout.directMapBase + pa), PhysicalAddress(pa), protection: .readWrite, options: .wired,
-      size: .size2M)
-    pa += 2 << 20
-  }
+}
+
+/// Enters the direct map into the kernel pmap: all of RAM at `Layout.directMapBase`, in 2 MiB
+/// pages, in one range enter. It lies in the shared kernel half (PML4 slot 256), so every
+/// address space created `sharingKernelHalfWith:` the kernel pmap sees it.
+func mapDirectMap(into pmap: NativePmap, directMapSize: UInt64) throws(EnterError) {
+  let size = (directMapSize + (2 << 20) - 1) & ~((2 << 20) - 1)  // whole 2 MiB pages, as before
+  let range: VirtualRange
+  do throws(RangeError) {
+    range = try VirtualRange(start: VirtualAddress(Layout.directMapBase), byteCount: size)
+  } catch { throw .unalignedVirtualAddress }
+  try pmap.enter(
+    range, startingAt: PhysicalAddress(0), protection: .readWrite, options: .wired, largestPageSize: .size2M)
 }
 
 /// The checks' results: one line each on the console.

@@ -75,7 +75,8 @@ func checkPagedaemon(_ kernel: Kernel, report: inout Report) {
   let memory: GuestMemory
   do throws(PmapCreationError) {
     process = try NativePmap(
-      memory: kernel.memory, allocator: kernel.frames, invalidation: kernel.sink, pages: pages, kind: .kernel)
+      memory: kernel.memory, allocator: kernel.frames, invalidation: kernel.sink, pages: pages, kind: .kernel,
+      sharingKernelHalfWith: kernel.pmap)
   } catch {
     report.record(name, false, "no frame for the second address space")
     return
@@ -88,7 +89,7 @@ func checkPagedaemon(_ kernel: Kernel, report: inout Report) {
   }
   let window = PagedWindow(uvm: uvm, memory: memory, base: VirtualAddress(Layout.pagedWindow), pmap: process)
   do throws(EnterError) {
-    try mapKernel(into: process, directMapSize: kernel.directMapSize)
+    try mapKernelImage(into: process)  // the direct map comes with the shared kernel half
   } catch {
     report.record(name, false, "kernel mappings refused")
     return

@@ -19,6 +19,9 @@ import Pmap
 /// `invalidate(_:)` receives what a page operation owes to several address spaces at once so
 /// that one round of IPIs covers them all.
 ///
+/// Reports for the kernel pmap (``kernelRoot``) are always carried out: its shared kernel half
+/// is cached through every root.
+///
 /// For the tests it counts what it did and can be told to skip reports (``skipReports``): the
 /// check that shows a stale translation survives when the sink does nothing.
 final class TLBInvalidationSink: InvalidationSink {
@@ -64,8 +67,13 @@ final class TLBInvalidationSink: InvalidationSink {
     }
   }
 
+  /// The kernel pmap's root. Its kernel half (the direct map) is shared by every address space,
+  /// so its reports are carried out whatever root is loaded: the kernel pmap may be loaded on
+  /// no CPU while its shared translations are cached through another root.
+  var kernelRoot: PhysicalAddress?
+
   private func isLoaded(_ root: PhysicalAddress) -> Bool {
-    ks_read_cr3() & 0x000f_ffff_ffff_f000 == root.rawValue
+    root == kernelRoot || ks_read_cr3() & 0x000f_ffff_ffff_f000 == root.rawValue
   }
 
   private func skip() -> Bool {

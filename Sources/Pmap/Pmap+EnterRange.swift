@@ -5,9 +5,11 @@ extension Pmap {
   /// The pmap's lock is taken once and each page-table page is walked once for all the entries
   /// it holds in the range, instead of once per page; missing page-table pages are allocated on
   /// the way. With `largestPageSize` above 4 KiB, a 2 MiB or 1 GiB leaf is used wherever the
-  /// range covers the whole leaf, the physical address is aligned to it, the entry is free and
-  /// none of its frames is managed (large leaves are never pv-tracked); 4 KiB pages elsewhere.
-  /// Managed 4 KiB frames go on their pv-lists, as with single enters. Entries are made with
+  /// range covers the whole leaf, the physical address is aligned to it and the entry is free;
+  /// 4 KiB pages elsewhere. As with single enters, managed frames mapped by 4 KiB leaves go on
+  /// their pv-lists, and large leaves are never pv-tracked (so a direct map of managed RAM in
+  /// large pages stays out of the pv-lists; keep the default 4 KiB for pages that page
+  /// operations must reach). Entries are made with
   /// no accessed or dirty bit (no faulting access), unless the pmap has no hardware A/D.
   ///
   /// All or nothing: when the call fails part way (a page-table page or a pv node could not be
@@ -119,9 +121,7 @@ extension Pmap {
       } else if !Ops.isPresent(e) {
         let frame = PhysicalAddress(unchecked: entryBase &+ job.delta)
         let coversWholeEntry = entryBase >= lo && entryBase &+ span <= hi
-        if coversWholeEntry && level <= job.largestLeafLevel && frame.rawValue & (span &- 1) == 0
-          && !overlapsManagedRange(frame, byteCount: span)
-        {
+        if coversWholeEntry && level <= job.largestLeafLevel && frame.rawValue & (span &- 1) == 0 {
           var new = Ops.leafEntry(
             for: frame, protection: job.protection, cacheMode: job.cacheMode, at: level, kind: kind)
           if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
@@ -162,12 +162,6 @@ extension Pmap {
     }
     p.store(new)
     self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
-  }
-
-  /// Whether any frame of `frame ..< frame + byteCount` is managed.
-  @inlinable
-  func overlapsManagedRange(_ frame: PhysicalAddress, byteCount: UInt64) -> Bool {
-    frame.rawValue < state.pointee.managedEnd && frame.rawValue &+ byteCount > state.pointee.managedBase
   }
 }
 

@@ -195,6 +195,15 @@ struct RangeEnterTests {
       #expect(machine.pages.statistics.mappings == 78)
       expectPVInvariants(machine, [pmap, other], "after enter range")
 
+      // Large leaves are never pv-tracked, as with single enters: 4 KiB at the unaligned ends only.
+      let big = try range(address(pml4: 6, pt: 511), bytes: (2 << 20) + 8192)
+      let mappingsBefore = machine.pages.statistics.mappings
+      try enterRange(pmap, big, PhysicalAddress((4 << 20) - 4096), options: [], largestPageSize: .size2M)
+      #expect(pmap.translation(of: address(pml4: 6, pd: 1))?.size == .size2M)
+      #expect(pmap.translation(of: address(pml4: 6, pd: 1))?.isManaged == false)
+      #expect(machine.pages.statistics.mappings == mappingsBefore + 2)
+      try pmap.remove(big)
+
       // A failure part way (an occupied page) takes the entered pages off their lists again.
       let r2 = try range(address(pml4: 3), bytes: 600 << 12)
       try enterRange(pmap, range(address(pml4: 3, pt: 550), bytes: 4096), machine.dataFrame(200), options: [])
@@ -212,11 +221,13 @@ struct RangeEnterTests {
 
 /// The range enter on a pmap of either format behind a ``PVHandle`` (read+write, 4 KiB pages).
 func enterRange(
-  _ pmap: any PVHandle, _ range: VirtualRange, _ pa: PhysicalAddress, options: EnterOptions
+  _ pmap: any PVHandle, _ range: VirtualRange, _ pa: PhysicalAddress, options: EnterOptions,
+  largestPageSize: PageSize = .size4K
 ) throws(EnterError) {
   if let native = pmap as? NativePmap {
-    try native.enter(range, startingAt: pa, protection: .readWrite, options: options)
+    try native.enter(range, startingAt: pa, protection: .readWrite, options: options, largestPageSize: largestPageSize)
   } else {
-    try (pmap as! EPTPmap).enter(range, startingAt: pa, protection: .readWrite, options: options)
+    try (pmap as! EPTPmap).enter(
+      range, startingAt: pa, protection: .readWrite, options: options, largestPageSize: largestPageSize)
   }
 }
