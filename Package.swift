@@ -23,8 +23,12 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only model of the x86 MMU and EPT (issue 4): used by tests and tools, never by a library.
+    .target(name: "PmapMMU", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
-    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
+    .testTarget(
+      name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapMMU"]),
+    .testTarget(name: "PmapMMUTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
   ],
   swiftLanguageModes: [.v6]
 )
