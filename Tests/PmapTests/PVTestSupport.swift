@@ -1,6 +1,7 @@
 import Pmap
 import PmapEPT
 import PmapHost
+import PmapMMU
 import PmapNative
 import Testing
 
@@ -27,17 +28,21 @@ func withPVMachine<R>(
   return try body(machine!)
 }
 
-/// Simulates the CPU accessing `va` through `pmap`: sets A (read) or A and D (write) in the leaf,
-/// as the MMU does, if the mapping exists and allows the access. Returns whether it did.
-///
-/// A later MMU model replaces this function.
+/// The CPU reads or writes `va` through `pmap`, as the MMU model (PmapMMU) walks it: for a
+/// native pmap a user-mode access (supervisor for a kernel pmap), for an EPT pmap a guest access
+/// to guest-physical `va` through the pmap's EPT pointer. The walk sets A in every entry and D
+/// in the leaf of a write, only when the access is permitted (EPT A/D only when the pmap's EPT
+/// pointer enables them). Returns whether the access succeeded.
 @discardableResult
 func touch<Ops: PTEOps>(_ pmap: Pmap<Ops>, _ va: VirtualAddress, write: Bool) -> Bool {
-  guard let leaf = pmap.lookupLeaf(va) else { return false }
-  let rights = Ops.protection(of: leaf.value)
-  guard rights.contains(.read), !write || rights.contains(.write) else { return false }
-  leaf.entry.setBits(write ? Ops.accessedBit | Ops.dirtyBit : Ops.accessedBit)
-  return true
+  let type: AccessType = write ? .write : .read
+  if let native = pmap as? NativePmap {
+    return (try? NativeWalker(memory: native.memory).translate(va, type, in: native).get()) != nil
+  }
+  if let ept = pmap as? EPTPmap {
+    return (try? EPTWalker(ept).translate(va.rawValue, type).get()) != nil
+  }
+  preconditionFailure("touch: no MMU model for the \(Ops.formatName) format")
 }
 
 /// The `index`-th 4 KiB page of a test area: `base + index * 4096`.
