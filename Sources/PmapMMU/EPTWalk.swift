@@ -146,7 +146,8 @@ public struct EPTWalker: Sendable {
       if rights & EPTBits.execute != 0 { permissions.insert(.execute) }
       return .success(
         EPTTranslation(
-          hostPhysicalAddress: PhysicalAddress(truncating: (leaf.value & entryFrameMask & ~offsetMask) | (gpa & offsetMask)),
+          hostPhysicalAddress: PhysicalAddress(
+            truncating: (leaf.value & entryFrameMask & ~offsetMask) | (gpa & offsetMask)),
           pageSize: size, permissions: permissions, memoryType: UInt8((leaf.value >> 3) & 7),
           ignoresGuestPAT: leaf.value & (1 << 6) != 0, leafEntryAddress: PhysicalAddress(truncating: leaf.address),
           leafEntry: leafValue))

@@ -59,7 +59,8 @@ extension SimulatedCPU {
   }
 
   /// ``fetch(_:privilege:)`` at a `VirtualAddress`.
-  public func fetch(_ va: VirtualAddress, privilege: PrivilegeLevel = .supervisor) -> Result<CompletedAccess, MMUFault> {
+  public func fetch(_ va: VirtualAddress, privilege: PrivilegeLevel = .supervisor) -> Result<CompletedAccess, MMUFault>
+  {
     fetch(va.rawValue, privilege: privilege)
   }
 

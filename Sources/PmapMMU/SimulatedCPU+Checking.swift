@@ -33,7 +33,8 @@ extension SimulatedCPU {
       case .failure: reasons.append(.removed)
       case .success(let t):
         current = t.hostPhysicalAddress.rawValue
-        if t.hostPhysicalAddress.rawValue != cached || t.guestPhysicalAddress.rawValue != e.guestPhysicalBase! | offset {
+        if t.hostPhysicalAddress.rawValue != cached || t.guestPhysicalAddress.rawValue != e.guestPhysicalBase! | offset
+        {
           reasons.append(.frameChanged)
         }
         var reduced = !t.ept.permissions.isSuperset(of: e.eptPermissions ?? [])

@@ -72,7 +72,9 @@ struct EPTWalkTests {
     for level in 1...4 {
       let s = EPTSetup(flags: [level: eptW | (level == 1 ? eptWB : 0)])
       #expect(failure(s.walker().translate(s.gpa, .read)) == .eptMisconfiguration(guestPhysicalAddress: s.gpa))
-      #expect(failure(s.walker(executeOnly: true).translate(s.gpa, .read)) == .eptMisconfiguration(guestPhysicalAddress: s.gpa))
+      #expect(
+        failure(s.walker(executeOnly: true).translate(s.gpa, .read))
+          == .eptMisconfiguration(guestPhysicalAddress: s.gpa))
     }
     let s = EPTSetup(flags: [1: eptX | eptWB])
     #expect(failure(s.walker().translate(s.gpa, .fetch)) == .eptMisconfiguration(guestPhysicalAddress: s.gpa))
@@ -118,7 +120,8 @@ struct EPTWalkTests {
     let s1 = EPTSetup(leafLevel: 3)
     let t1 = success(s1.walker().translate(s1.gpa, .read))
     #expect(t1?.pageSize == .size1G && t1?.hostPhysicalAddress.rawValue == 0x4000_0000 | (s1.gpa & 0x3fff_ffff))
-    #expect(failure(s1.walker(oneGB: false).translate(s1.gpa, .read)) == .eptMisconfiguration(guestPhysicalAddress: s1.gpa))
+    #expect(
+      failure(s1.walker(oneGB: false).translate(s1.gpa, .read)) == .eptMisconfiguration(guestPhysicalAddress: s1.gpa))
     let bad2 = EPTSetup(leafLevel: 2, flags: [2: eptRWX | eptWB | 1 << 12])
     #expect(failure(bad2.walker().translate(bad2.gpa, .read)) == .eptMisconfiguration(guestPhysicalAddress: bad2.gpa))
     let bad1 = EPTSetup(leafLevel: 3, flags: [3: eptRWX | eptWB | 1 << 29])
@@ -148,11 +151,16 @@ struct EPTWalkTests {
   @Test("a paging-structure access with EPT A/D on is a write: needs W, reports R|W, sets D")
   func pagingStructureAccessIsWrite() {
     let s = EPTSetup(flags: [1: eptR | eptWB])
-    let v = violation(s.walker(accessedDirty: true).translate(s.gpa, .read, linearAddress: 9, pagingStructureAccess: true))
+    let v = violation(
+      s.walker(accessedDirty: true).translate(s.gpa, .read, linearAddress: 9, pagingStructureAccess: true))
     #expect(v?.qualification == [.read, .write, .readable, .linearAddressValid])
-    #expect(success(s.walker(accessedDirty: false).translate(s.gpa, .read, linearAddress: 9, pagingStructureAccess: true)) != nil)
+    #expect(
+      success(s.walker(accessedDirty: false).translate(s.gpa, .read, linearAddress: 9, pagingStructureAccess: true))
+        != nil)
     let s2 = EPTSetup()
-    #expect(success(s2.walker(accessedDirty: true).translate(s2.gpa, .read, linearAddress: 9, pagingStructureAccess: true)) != nil)
+    #expect(
+      success(s2.walker(accessedDirty: true).translate(s2.gpa, .read, linearAddress: 9, pagingStructureAccess: true))
+        != nil)
     #expect(s2.t.load(s2.entries[1]!) & (eptA | eptD) == eptA | eptD)
   }
 
@@ -192,7 +200,9 @@ struct EPTWalkTests {
     #expect(q.contains(.finalTranslation) && q.contains(.linearAddressValid))
     #expect(EPTExitQualification(rawValue: 0x83).isPagingStructureAccess)
     #expect(EPTExitQualification(rawValue: 0).accessType == nil)
-    #expect(EPTExitQualification(rawValue: 0x2c).accessType == .fetch && EPTExitQualification(rawValue: 0x2c).permitted == [.read, .execute])
+    #expect(
+      EPTExitQualification(rawValue: 0x2c).accessType == .fetch
+        && EPTExitQualification(rawValue: 0x2c).permitted == [.read, .execute])
     #expect("\(EPTExitQualification(rawValue: 0x18a))".contains("final"))
   }
 }

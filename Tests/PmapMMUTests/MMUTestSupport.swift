@@ -6,14 +6,14 @@ import PmapNative
 import Testing
 
 // Entry bits, spelled out from the SDM (not taken from the library).
-let P: UInt64 = 1 << 0
-let RW: UInt64 = 1 << 1
-let US: UInt64 = 1 << 2
-let A: UInt64 = 1 << 5
-let D: UInt64 = 1 << 6
-let PS: UInt64 = 1 << 7
-let G: UInt64 = 1 << 8
-let XD: UInt64 = 1 << 63
+let bitP: UInt64 = 1 << 0
+let bitRW: UInt64 = 1 << 1
+let bitUS: UInt64 = 1 << 2
+let bitA: UInt64 = 1 << 5
+let bitD: UInt64 = 1 << 6
+let bitPS: UInt64 = 1 << 7
+let bitG: UInt64 = 1 << 8
+let bitXD: UInt64 = 1 << 63
 let eptR: UInt64 = 1 << 0
 let eptW: UInt64 = 1 << 1
 let eptX: UInt64 = 1 << 2
@@ -54,8 +54,8 @@ final class Tables {
   @discardableResult
   func map(
     _ linear: UInt64, to physical: UInt64, root: UInt64, levels: Int = 4, leafLevel: Int = 1,
-    tableFlags: UInt64 = P | RW | US, leafFlags: UInt64 = P | RW | US, flags: [Int: UInt64] = [:],
-    largeBit: UInt64 = PS
+    tableFlags: UInt64 = bitP | bitRW | bitUS, leafFlags: UInt64 = bitP | bitRW | bitUS, flags: [Int: UInt64] = [:],
+    largeBit: UInt64 = bitPS
   ) -> [Int: UInt64] {
     var entries: [Int: UInt64] = [:]
     var current = root

@@ -23,10 +23,14 @@ let usr = PrivilegeLevel.user
 let nativeCases: [NativeCase] = [
   // Not present (§4.7: P = 0), at each level; W/R, U/S and I/D report the access.
   NativeCase(name: "leaf not present, user read", flags: [1: 0], type: .read, privilege: usr, expected: [.user]),
-  NativeCase(name: "PML4E not present, supervisor write", flags: [4: 0], type: .write, privilege: sup, expected: [.write]),
-  NativeCase(name: "PDE not present, user write", flags: [2: RW | US], type: .write, privilege: usr, expected: [.write, .user]),
   NativeCase(
-    name: "PDPTE not present, fetch with NXE", flags: [3: 0], type: .fetch, privilege: sup, expected: [.instructionFetch]),
+    name: "PML4E not present, supervisor write", flags: [4: 0], type: .write, privilege: sup, expected: [.write]),
+  NativeCase(
+    name: "PDE not present, user write", flags: [2: bitRW | bitUS], type: .write, privilege: usr,
+    expected: [.write, .user]),
+  NativeCase(
+    name: "PDPTE not present, fetch with NXE", flags: [3: 0], type: .fetch, privilege: sup,
+    expected: [.instructionFetch]),
   NativeCase(
     name: "not present, fetch, NXE and SMEP off: no I/D", flags: [1: 0], type: .fetch, privilege: sup,
     control: PagingControl(noExecuteEnabled: false), expected: []),
@@ -34,36 +38,48 @@ let nativeCases: [NativeCase] = [
     name: "not present, fetch, NXE off, SMEP on: I/D", flags: [1: 0], type: .fetch, privilege: sup,
     control: PagingControl(noExecuteEnabled: false, smep: true), expected: [.instructionFetch]),
   // U/S (§4.6.1).
-  NativeCase(name: "user read, U/S clear in PDPTE", flags: [3: P | RW], type: .read, privilege: usr, expected: [.present, .user]),
-  NativeCase(name: "user read, U/S clear in leaf", flags: [1: P | RW], type: .read, privilege: usr, expected: [.present, .user]),
-  NativeCase(name: "supervisor read of supervisor page", flags: [1: P], type: .read, privilege: sup, expected: nil),
+  NativeCase(
+    name: "user read, U/S clear in PDPTE", flags: [3: bitP | bitRW], type: .read, privilege: usr,
+    expected: [.present, .user]),
+  NativeCase(
+    name: "user read, U/S clear in leaf", flags: [1: bitP | bitRW], type: .read, privilege: usr,
+    expected: [.present, .user]),
+  NativeCase(name: "supervisor read of supervisor page", flags: [1: bitP], type: .read, privilege: sup, expected: nil),
   // R/W.
   NativeCase(
-    name: "user write, R/W clear in PDE", flags: [2: P | US], type: .write, privilege: usr, expected: [.present, .write, .user]),
-  NativeCase(name: "user read of read-only page", flags: [1: P | US], type: .read, privilege: usr, expected: nil),
-  NativeCase(name: "supervisor write, read-only, WP=1", flags: [1: P | US], type: .write, privilege: sup, expected: [.present, .write]),
+    name: "user write, R/W clear in PDE", flags: [2: bitP | bitUS], type: .write, privilege: usr,
+    expected: [.present, .write, .user]),
+  NativeCase(name: "user read of read-only page", flags: [1: bitP | bitUS], type: .read, privilege: usr, expected: nil),
   NativeCase(
-    name: "supervisor write, read-only PML4E, WP=0", flags: [4: P | US], type: .write, privilege: sup,
+    name: "supervisor write, read-only, WP=1", flags: [1: bitP | bitUS], type: .write, privilege: sup,
+    expected: [.present, .write]),
+  NativeCase(
+    name: "supervisor write, read-only PML4E, WP=0", flags: [4: bitP | bitUS], type: .write, privilege: sup,
     control: PagingControl(writeProtect: false), expected: nil),
   NativeCase(
-    name: "user write, read-only, WP=0 does not help users", flags: [1: P | US], type: .write, privilege: usr,
+    name: "user write, read-only, WP=0 does not help users", flags: [1: bitP | bitUS], type: .write, privilege: usr,
     control: PagingControl(writeProtect: false), expected: [.present, .write, .user]),
   // XD (needs NXE).
-  NativeCase(name: "user fetch, XD in leaf", flags: [1: P | US | XD], type: .fetch, privilege: usr, expected: [.present, .user, .instructionFetch]),
-  NativeCase(name: "supervisor fetch, XD in PML4E", flags: [4: P | RW | US | XD], type: .fetch, privilege: sup, expected: [.present, .instructionFetch]),
-  NativeCase(name: "read of XD page", flags: [1: P | US | XD], type: .read, privilege: usr, expected: nil),
   NativeCase(
-    name: "XD set without NXE is reserved", flags: [1: P | US | XD], type: .read, privilege: usr,
+    name: "user fetch, XD in leaf", flags: [1: bitP | bitUS | bitXD], type: .fetch, privilege: usr,
+    expected: [.present, .user, .instructionFetch]),
+  NativeCase(
+    name: "supervisor fetch, XD in PML4E", flags: [4: bitP | bitRW | bitUS | bitXD], type: .fetch, privilege: sup,
+    expected: [.present, .instructionFetch]),
+  NativeCase(name: "read of XD page", flags: [1: bitP | bitUS | bitXD], type: .read, privilege: usr, expected: nil),
+  NativeCase(
+    name: "XD set without NXE is reserved", flags: [1: bitP | bitUS | bitXD], type: .read, privilege: usr,
     control: PagingControl(noExecuteEnabled: false), expected: [.present, .reservedBit, .user]),
   NativeCase(
-    name: "fetch of XD-reserved entry without NXE: no I/D", flags: [2: P | RW | US | XD], type: .fetch, privilege: sup,
+    name: "fetch of XD-reserved entry without NXE: no I/D", flags: [2: bitP | bitRW | bitUS | bitXD], type: .fetch,
+    privilege: sup,
     control: PagingControl(noExecuteEnabled: false), expected: [.present, .reservedBit]),
   // SMEP.
   NativeCase(
     name: "SMEP: supervisor fetch from user page", type: .fetch, privilege: sup, control: PagingControl(smep: true),
     expected: [.present, .instructionFetch]),
   NativeCase(
-    name: "SMEP: supervisor fetch from supervisor page", flags: [3: P | RW], type: .fetch, privilege: sup,
+    name: "SMEP: supervisor fetch from supervisor page", flags: [3: bitP | bitRW], type: .fetch, privilege: sup,
     control: PagingControl(smep: true), expected: nil),
   NativeCase(name: "no SMEP: supervisor fetch from user page", type: .fetch, privilege: sup, expected: nil),
   // SMAP.
@@ -77,34 +93,39 @@ let nativeCases: [NativeCase] = [
     name: "SMAP: supervisor read of user page, AC=1", type: .read, privilege: sup,
     control: PagingControl(smap: true, alignmentCheck: true), expected: nil),
   NativeCase(
-    name: "SMAP, AC=1, WP=1: read-only user page still refuses the write", flags: [1: P | US], type: .write,
+    name: "SMAP, AC=1, WP=1: read-only user page still refuses the write", flags: [1: bitP | bitUS], type: .write,
     privilege: sup, control: PagingControl(smap: true, alignmentCheck: true), expected: [.present, .write]),
   NativeCase(
-    name: "SMAP: U/S clear somewhere makes it a supervisor page", flags: [2: P | RW], type: .write, privilege: sup,
+    name: "SMAP: U/S clear somewhere makes it a supervisor page", flags: [2: bitP | bitRW], type: .write,
+    privilege: sup,
     control: PagingControl(smap: true), expected: nil),
   NativeCase(
     name: "SMAP does not apply to fetches", type: .fetch, privilege: sup, control: PagingControl(smap: true),
     expected: nil),
   // Reserved bits (§4.5 tables; RSVD implies P).
   NativeCase(
-    name: "bit above MAXPHYADDR in PDE", flags: [2: P | RW | US | 1 << 45], type: .read, privilege: usr,
+    name: "bit above MAXPHYADDR in PDE", flags: [2: bitP | bitRW | bitUS | 1 << 45], type: .read, privilege: usr,
     control: PagingControl(physicalAddressBits: 40), expected: [.present, .reservedBit, .user]),
   NativeCase(
-    name: "bit 51 with MAXPHYADDR 52 is a frame bit", flags: [1: P | RW | US], type: .read, privilege: usr,
+    name: "bit 51 with MAXPHYADDR 52 is a frame bit", flags: [1: bitP | bitRW | bitUS], type: .read, privilege: usr,
     expected: nil),
   NativeCase(
-    name: "PS in PML4E", flags: [4: P | RW | US | PS], type: .write, privilege: sup, expected: [.present, .write, .reservedBit]),
+    name: "PS in PML4E", flags: [4: bitP | bitRW | bitUS | bitPS], type: .write, privilege: sup,
+    expected: [.present, .write, .reservedBit]),
   NativeCase(
-    name: "reserved bit beats a rights violation", flags: [3: P | RW, 1: P | US | 1 << 50], type: .read, privilege: usr,
+    name: "reserved bit beats a rights violation", flags: [3: bitP | bitRW, 1: bitP | bitUS | 1 << 50], type: .read,
+    privilege: usr,
     control: PagingControl(physicalAddressBits: 46), expected: [.present, .reservedBit, .user]),
   NativeCase(
-    name: "2 MiB leaf with bit 13 set", flags: [2: P | RW | US | 1 << 13], leafLevel: 2, type: .read, privilege: usr,
+    name: "2 MiB leaf with bit 13 set", flags: [2: bitP | bitRW | bitUS | 1 << 13], leafLevel: 2, type: .read,
+    privilege: usr,
     expected: [.present, .reservedBit, .user]),
   NativeCase(
-    name: "2 MiB leaf with PAT (bit 12) is fine", flags: [2: P | RW | US | 1 << 12], leafLevel: 2, type: .read,
+    name: "2 MiB leaf with PAT (bit 12) is fine", flags: [2: bitP | bitRW | bitUS | 1 << 12], leafLevel: 2, type: .read,
     privilege: usr, expected: nil),
   NativeCase(
-    name: "1 GiB leaf with bit 20 set", flags: [3: P | RW | US | 1 << 20], leafLevel: 3, type: .read, privilege: usr,
+    name: "1 GiB leaf with bit 20 set", flags: [3: bitP | bitRW | bitUS | 1 << 20], leafLevel: 3, type: .read,
+    privilege: usr,
     expected: [.present, .reservedBit, .user]),
   NativeCase(
     name: "1 GiB leaf without 1 GiB support", leafLevel: 3, type: .read, privilege: usr,
@@ -143,21 +164,21 @@ struct NativeWalkTests {
         let t = Tables()
         let root = t.table()
         let va = linear(1, 2, 3, 4)
-        let entries = t.map(va, to: 0x4000_0000, root: root, leafLevel: leafLevel, leafFlags: P | US)
+        let entries = t.map(va, to: 0x4000_0000, root: root, leafLevel: leafLevel, leafFlags: bitP | bitUS)
         let walker = NativeWalker(memory: t.memory)
         // A write to the read-only page faults: nothing may change.
         let before = (1...4).map { entries[$0].map(t.load) }
         _ = walker.translate(va, .write, privilege: .user, root: PhysicalAddress(root))
         #expect((1...4).map { entries[$0].map(t.load) } == before, "level \(leafLevel)")
         // Make it writable, then access.
-        t.store(t.load(entries[leafLevel]!) | RW, at: entries[leafLevel]!)
+        t.store(t.load(entries[leafLevel]!) | bitRW, at: entries[leafLevel]!)
         let r = walker.translate(va, type, privilege: .user, root: PhysicalAddress(root))
         #expect(success(r) != nil)
         for level in leafLevel...4 {
           let e = t.load(entries[level]!)
-          #expect(e & A != 0, "A at level \(level)")
+          #expect(e & bitA != 0, "A at level \(level)")
           let wantD = level == leafLevel && type == .write
-          #expect((e & D != 0) == wantD, "D at level \(level) for \(type)")
+          #expect((e & bitD != 0) == wantD, "D at level \(level) for \(type)")
         }
         #expect(success(r)?.leafEntry == t.load(entries[leafLevel]!), "the result carries the updated leaf")
       }
@@ -169,19 +190,19 @@ struct NativeWalkTests {
     let t = Tables()
     let root = t.table()
     let va = linear(1, 2, 3, 4)
-    let entries = t.map(va, to: 0x50_0000, root: root, leafFlags: P | US)
+    let entries = t.map(va, to: 0x50_0000, root: root, leafFlags: bitP | bitUS)
     let walker = NativeWalker(memory: t.memory, control: PagingControl(accessedFlagPolicy: .upperLevelsOnFault))
     #expect(pageFault(walker.translate(va, .write, privilege: .user, root: PhysicalAddress(root))) != nil)
-    #expect((2...4).allSatisfy { t.load(entries[$0]!) & A != 0 })
-    #expect(t.load(entries[1]!) & (A | D) == 0)
+    #expect((2...4).allSatisfy { t.load(entries[$0]!) & bitA != 0 })
+    #expect(t.load(entries[1]!) & (bitA | bitD) == 0)
     // A not-present PDE: A on PML4E and PDPTE only.
     let t2 = Tables()
     let root2 = t2.table()
     let e2 = t2.map(va, to: 0x50_0000, root: root2, flags: [2: 0])
     _ = NativeWalker(memory: t2.memory, control: walker.control).translate(
       va, .read, privilege: .user, root: PhysicalAddress(root2))
-    #expect(t2.load(e2[4]!) & A != 0 && t2.load(e2[3]!) & A != 0)
-    #expect(t2.load(e2[2]!) & A == 0, "the not-present entry itself is never written")
+    #expect(t2.load(e2[4]!) & bitA != 0 && t2.load(e2[3]!) & bitA != 0)
+    #expect(t2.load(e2[2]!) & bitA == 0, "the not-present entry itself is never written")
   }
 
   @Test("five-level paging walks PML5 and takes 57-bit addresses; PS in a PML5E is reserved")
@@ -195,12 +216,12 @@ struct NativeWalkTests {
     let walker = NativeWalker(memory: t.memory, control: control)
     let r = walker.translate(high, .write, privilege: .user, root: PhysicalAddress(root))
     #expect(success(r)?.physicalAddress.rawValue == 0x70_0000)
-    #expect((1...5).allSatisfy { t.load(entries[$0]!) & A != 0 })
+    #expect((1...5).allSatisfy { t.load(entries[$0]!) & bitA != 0 })
     // The same address is not canonical for four-level paging.
     #expect(
       failure(NativeWalker(memory: t.memory).translate(high, .read, privilege: .user, root: PhysicalAddress(root)))
         == .generalProtection(linearAddress: high))
-    t.store(t.load(entries[5]!) | PS, at: entries[5]!)
+    t.store(t.load(entries[5]!) | bitPS, at: entries[5]!)
     #expect(
       pageFault(walker.translate(high, .read, privilege: .user, root: PhysicalAddress(root)))?.errorCode
         == [.present, .reservedBit, .user])
@@ -216,7 +237,7 @@ struct NativeWalkTests {
     let root = t.table()
     let va = linear(0, 0, 1)
     let entries = t.map(va, to: 0x50_0000, root: root)
-    t.store(0x7_0000_0000 | P | RW | US, at: entries[3]!)
+    t.store(0x7_0000_0000 | bitP | bitRW | bitUS, at: entries[3]!)
     let r = NativeWalker(memory: t.memory).translate(va, .read, privilege: .user, root: PhysicalAddress(root))
     // The PD is at 0x7_0000_0000; the walk reads its entry for PD index 1.
     #expect(failure(r) == .unbackedPhysicalAddress(0x7_0000_0000 + 8))
@@ -259,7 +280,7 @@ struct NativeWalkTests {
         let walker = NativeWalker(memory: memory)
         for i in 0..<toggles {
           // Clear A/D now and then so that the walk has something to write.
-          if i % 3 == 0 { leaf.clearBits(A | D) }
+          if i % 3 == 0 { leaf.clearBits(bitA | bitD) }
           _ = walker.translate(va, i % 2 == 0 ? .write : .read, privilege: .user, root: PhysicalAddress(root))
         }
       }
@@ -270,7 +291,7 @@ struct NativeWalkTests {
     _ = NativeWalker(memory: memory).translate(va, .write, privilege: .user, root: PhysicalAddress(root))
     let e = leaf.load()
     #expect(e & (1 << 9) == 0, "an even number of toggles survived every MMU update")
-    #expect(e & (A | D) == A | D)
+    #expect(e & (bitA | bitD) == bitA | bitD)
     withExtendedLifetime(t) {}
   }
 }

@@ -20,7 +20,7 @@ struct NestedSetup {
   /// Host-physical addresses of the EPT leaves mapping each guest table page (by level) and the data page (0).
   var eptLeaves: [Int: UInt64] = [:]
 
-  init(eptLeafRights: [Int: UInt64] = [:], guestLeafFlags: UInt64 = P | RW | US) {
+  init(eptLeafRights: [Int: UInt64] = [:], guestLeafFlags: UInt64 = bitP | bitRW | bitUS) {
     eptRoot = t.table()
     // Guest tables: four pages at guest-physical 0x1000 * k + 0x1_0000.
     var gpas: [Int: UInt64] = [:]
@@ -31,7 +31,7 @@ struct NestedSetup {
     for level in 1...4 {
       let index = (va >> UInt64(12 + 9 * (level - 1))) & 511
       let entryHPA = gpas[level]! + Self.offset + index * 8
-      let value = level == 1 ? dataGPA | guestLeafFlags : gpas[level - 1]! | P | RW | US
+      let value = level == 1 ? dataGPA | guestLeafFlags : gpas[level - 1]! | bitP | bitRW | bitUS
       t.store(value, at: entryHPA)
     }
     // EPT: map each guest table page and the data page.
@@ -58,32 +58,37 @@ struct NestedWalkTests {
   @Test("a successful access: guest A/D in guest tables, EPT A/D on table pages (as writes) and data")
   func success2D() {
     let s = NestedSetup()
-    let r = s.walker(accessedDirty: true).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))
+    let r = s.walker(accessedDirty: true).translate(
+      s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))
     let t = success(r)
     #expect(t?.guestPhysicalAddress.rawValue == s.dataGPA | 0x10)
     #expect(t?.hostPhysicalAddress.rawValue == s.dataGPA + NestedSetup.offset | 0x10)
-    #expect((1...4).allSatisfy { s.t.load(s.guestEntryHPA($0)) & (A | D) == A }, "guest: A on every level")
+    #expect((1...4).allSatisfy { s.t.load(s.guestEntryHPA($0)) & (bitA | bitD) == bitA }, "guest: A on every level")
     // Guest paging-structure accesses count as writes for EPT A/D: D on the EPT leaves of table pages.
     #expect((1...4).allSatisfy { s.t.load(s.eptLeaves[$0]!) & (eptA | eptD) == eptA | eptD })
     #expect(s.t.load(s.eptLeaves[0]!) & (eptA | eptD) == eptA, "a data read: EPT A only")
     _ = s.walker(accessedDirty: true).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))
-    #expect(s.t.load(s.guestEntryHPA(1)) & D != 0 && s.t.load(s.eptLeaves[0]!) & eptD != 0)
+    #expect(s.t.load(s.guestEntryHPA(1)) & bitD != 0 && s.t.load(s.eptLeaves[0]!) & eptD != 0)
   }
 
   @Test("without EPT A/D, EPT entries are never written")
   func noEPTAccessedDirty() {
     let s = NestedSetup()
-    #expect(success(s.walker(accessedDirty: false).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))) != nil)
+    #expect(
+      success(
+        s.walker(accessedDirty: false).translate(
+          s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))) != nil)
     #expect((0...4).allSatisfy { s.t.load(s.eptLeaves[$0]!) & (eptA | eptD) == 0 })
-    #expect(s.t.load(s.guestEntryHPA(1)) & (A | D) == A | D)
+    #expect(s.t.load(s.guestEntryHPA(1)) & (bitA | bitD) == bitA | bitD)
   }
 
   @Test("a guest page fault is a page fault, with guest CR2, and writes nothing")
   func guestPageFault() {
-    let s = NestedSetup(guestLeafFlags: P | US)
-    let f = pageFault(s.walker(accessedDirty: true).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+    let s = NestedSetup(guestLeafFlags: bitP | bitUS)
+    let f = pageFault(
+      s.walker(accessedDirty: true).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
     #expect(f == PageFault(errorCode: [.present, .write, .user], address: s.va, level: 1))
-    #expect((1...4).allSatisfy { s.t.load(s.guestEntryHPA($0)) & A == 0 })
+    #expect((1...4).allSatisfy { s.t.load(s.guestEntryHPA($0)) & bitA == 0 })
     // EPT entries used to read the guest tables do get A/D: those reads happened.
     #expect(s.t.load(s.eptLeaves[4]!) & eptA != 0)
     #expect(s.t.load(s.eptLeaves[0]!) & eptA == 0, "the data page was never reached")
@@ -93,7 +98,9 @@ struct NestedWalkTests {
   func violationOnTable(_ level: Int) {
     // Not present in EPT: the guest's table page at `level` is unmapped.
     let s2 = NestedSetup(eptLeafRights: [level: 0])
-    let v = violation(s2.walker(accessedDirty: false).translate(s2.va, .read, privilege: .user, guestRoot: PhysicalAddress(s2.guestRoot)))
+    let v = violation(
+      s2.walker(accessedDirty: false).translate(
+        s2.va, .read, privilege: .user, guestRoot: PhysicalAddress(s2.guestRoot)))
     #expect(v?.qualification == [.read, .linearAddressValid])
     #expect(v?.guestPhysicalAddress == s2.guestEntryHPA(level) - NestedSetup.offset)
     #expect(v?.guestLinearAddress == s2.va)
@@ -103,27 +110,34 @@ struct NestedWalkTests {
   func readOnlyGuestTables() {
     // EPT A/D on: the table reads are writes, so a read-only table page is a violation.
     let s = NestedSetup(eptLeafRights: [2: eptR])
-    let v = violation(s.walker(accessedDirty: true).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+    let v = violation(
+      s.walker(accessedDirty: true).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
     #expect(v?.qualification == [.read, .write, .readable, .linearAddressValid])
     #expect(v?.guestPhysicalAddress == s.guestEntryHPA(2) - NestedSetup.offset)
     // EPT A/D off: reading is fine, but setting the guest's A bit writes the entry.
-    let v2 = violation(s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+    let v2 = violation(
+      s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
     #expect(v2?.qualification == [.read, .write, .readable, .linearAddressValid])
     #expect(v2?.guestPhysicalAddress == s.guestEntryHPA(2) - NestedSetup.offset)
     // With the guest's A already set there, nothing needs writing.
-    s.t.store(s.t.load(s.guestEntryHPA(2)) | A, at: s.guestEntryHPA(2))
-    #expect(success(s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))) != nil)
+    s.t.store(s.t.load(s.guestEntryHPA(2)) | bitA, at: s.guestEntryHPA(2))
+    #expect(
+      success(
+        s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))
+      ) != nil)
   }
 
   @Test("an EPT violation on the final access: bits 7 and 8 set, GPA of the data with offset")
   func violationOnData() {
     let s = NestedSetup(eptLeafRights: [0: eptR])
-    let v = violation(s.walker(accessedDirty: true).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+    let v = violation(
+      s.walker(accessedDirty: true).translate(s.va, .write, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
     #expect(v?.qualification == [.write, .readable, .linearAddressValid, .finalTranslation])
     #expect(v?.guestPhysicalAddress == s.dataGPA | 0x10)
     // The guest's walk completed before the final access: its A/D are set.
-    #expect(s.t.load(s.guestEntryHPA(1)) & (A | D) == A | D)
-    let fetch = violation(s.walker(accessedDirty: true).translate(s.va, .fetch, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+    #expect(s.t.load(s.guestEntryHPA(1)) & (bitA | bitD) == bitA | bitD)
+    let fetch = violation(
+      s.walker(accessedDirty: true).translate(s.va, .fetch, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
     #expect(fetch?.qualification == [.fetch, .readable, .linearAddressValid, .finalTranslation])
   }
 
@@ -131,7 +145,9 @@ struct NestedWalkTests {
   func misconfiguration() {
     let s = NestedSetup(eptLeafRights: [3: eptW])
     #expect(
-      failure(s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot)))
+      failure(
+        s.walker(accessedDirty: false).translate(s.va, .read, privilege: .user, guestRoot: PhysicalAddress(s.guestRoot))
+      )
         == .eptMisconfiguration(guestPhysicalAddress: s.guestEntryHPA(3) - NestedSetup.offset))
   }
 
@@ -139,8 +155,13 @@ struct NestedWalkTests {
   func pagingOff() {
     let s = NestedSetup(eptLeafRights: [0: eptR | eptX])
     let w = s.walker(accessedDirty: false)
-    #expect(success(w.translate(s.dataGPA + 8, .read, privilege: .supervisor, guestRoot: nil))?.hostPhysicalAddress.rawValue == s.dataGPA + NestedSetup.offset + 8)
-    #expect(violation(w.translate(s.dataGPA, .write, privilege: .supervisor, guestRoot: nil))?.qualification == [.write, .readable, .executable, .linearAddressValid, .finalTranslation])
+    #expect(
+      success(w.translate(s.dataGPA + 8, .read, privilege: .supervisor, guestRoot: nil))?.hostPhysicalAddress.rawValue
+        == s.dataGPA + NestedSetup.offset + 8)
+    #expect(
+      violation(w.translate(s.dataGPA, .write, privilege: .supervisor, guestRoot: nil))?.qualification == [
+        .write, .readable, .executable, .linearAddressValid, .finalTranslation,
+      ])
   }
 
   @Test("a guest NativePmap under an EPTPmap: both built by the library")
@@ -164,7 +185,9 @@ struct NestedWalkTests {
       #expect(m.pages.isModified(m.dataFrame(5)))
       // The guest's data page write-protected in the EPT: a violation, final access.
       try ept.protect(VirtualRange(page: VirtualAddress(m.dataFrame(5).rawValue)), to: .read)
-      #expect(violation(w.translate(va.rawValue, .write, privilege: .user, guestRoot: guest.root))?.qualification.contains(.finalTranslation) == true)
+      #expect(
+        violation(w.translate(va.rawValue, .write, privilege: .user, guestRoot: guest.root))?.qualification.contains(
+          .finalTranslation) == true)
       try ept.remove(.lowerHalf)
       try guest.remove(.lowerHalf)
     }

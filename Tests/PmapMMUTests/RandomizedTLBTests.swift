@@ -74,7 +74,11 @@ struct TLBScenario {
       let frame = m.dataFrame(below(Self.frames))
       let p = protections[below(4)]
       log.append("enter \(space) \(page) \(p.rawValue)")
-      if space < 2 { try natives[space].enter(v, frame, protection: p) } else { try epts[space - 2].enter(v, frame, protection: p) }
+      if space < 2 {
+        try natives[space].enter(v, frame, protection: p)
+      } else {
+        try epts[space - 2].enter(v, frame, protection: p)
+      }
     case 15..<23:
       let n = 1 + below(4)
       let range = try VirtualRange(start: v, byteCount: UInt64(n) << 12)
@@ -150,7 +154,8 @@ struct TLBScenario {
 
 @Suite("randomized: pmap operations interleaved with accesses on several CPUs' TLBs")
 struct RandomizedTLBTests {
-  @Test("with every invalidation honoured, no access ever uses a stale translation", arguments: [1, 2, 3, 4, 5] as [UInt64])
+  @Test(
+    "with every invalidation honoured, no access ever uses a stale translation", arguments: [1, 2, 3, 4, 5] as [UInt64])
   func honoured(seed: UInt64) throws {
     try withMachine { m in
       var s = try TLBScenario(m, seed: seed)

@@ -14,7 +14,7 @@ struct TLBSetup {
   let entries: [Int: UInt64]
   let cpu: SimulatedCPU
 
-  init(leafFlags: UInt64 = P | RW | US, leafLevel: Int = 1) {
+  init(leafFlags: UInt64 = bitP | bitRW | bitUS, leafLevel: Int = 1) {
     root = t.table()
     entries = t.map(va, to: pa, root: root, leafLevel: leafLevel, leafFlags: leafFlags)
     cpu = SimulatedCPU(memory: t.memory)
@@ -47,7 +47,7 @@ struct TLBTests {
     #expect(success(w) != nil)
     #expect(s.t.load(s.pa + 0xff8) == 0x0807_0605_0403_0201 && s.t.load(0x60_0000) == 0x100f_0e0d_0c0b_0a09)
     // The second page read-only: nothing is written to the first.
-    s.t.map(s.va + 0x2000, to: 0x70_0000, root: s.root, leafFlags: P | US)
+    s.t.map(s.va + 0x2000, to: 0x70_0000, root: s.root, leafFlags: bitP | bitUS)
     s.t.store(0, at: s.pa + 0xff8)
     let f = s.cpu.write(~0, to: s.va + 0x1ffc, privilege: .user)
     #expect(pageFault(f)?.address == s.va + 0x2000, "CR2 is the first byte of the faulting page")
@@ -72,7 +72,7 @@ struct TLBTests {
   func staleChanges() {
     let s = TLBSetup()
     _ = s.cpu.write(1, to: s.va, privilege: .user)
-    s.t.store(0x90_0000 | P | US | A | D, at: s.leaf)  // new frame, read-only
+    s.t.store(0x90_0000 | bitP | bitUS | bitA | bitD, at: s.leaf)  // new frame, read-only
     _ = s.cpu.write(2, to: s.va, privilege: .user)
     let stale = s.cpu.takeStaleTranslations()
     #expect(stale.first?.reasons == [.frameChanged, .rightsReduced])
@@ -80,7 +80,7 @@ struct TLBTests {
     s.cpu.invalidatePage(s.va)
     // Read-only cached; the entry becomes writable without INVLPG: the write re-walks, no report.
     _ = s.cpu.read(s.va, privilege: .user)
-    s.t.store(0x90_0000 | P | RW | US | A | D, at: s.leaf)
+    s.t.store(0x90_0000 | bitP | bitRW | bitUS | bitA | bitD, at: s.leaf)
     #expect(success(s.cpu.write(3, to: s.va, privilege: .user))?.fromTLB == false)
     #expect(s.cpu.staleTranslations.isEmpty)
   }
@@ -89,9 +89,9 @@ struct TLBTests {
   func dirtyRewalk() {
     let s = TLBSetup()
     #expect(success(s.cpu.read(s.va))?.fromTLB == false)
-    #expect(s.t.load(s.leaf) & D == 0)
+    #expect(s.t.load(s.leaf) & bitD == 0)
     #expect(success(s.cpu.write(5, to: s.va))?.fromTLB == false)
-    #expect(s.t.load(s.leaf) & D != 0)
+    #expect(s.t.load(s.leaf) & bitD != 0)
     #expect(success(s.cpu.write(6, to: s.va))?.fromTLB == true)
   }
 
@@ -99,15 +99,15 @@ struct TLBTests {
   func accessedCleared() {
     let s = TLBSetup()
     _ = s.cpu.write(1, to: s.va)
-    s.t.store(s.t.load(s.leaf) & ~(A | D), at: s.leaf)
+    s.t.store(s.t.load(s.leaf) & ~(bitA | bitD), at: s.leaf)
     #expect(success(s.cpu.read(s.va))?.fromTLB == true)
-    #expect(s.t.load(s.leaf) & A == 0, "a TLB hit writes no A")
+    #expect(s.t.load(s.leaf) & bitA == 0, "a TLB hit writes no A")
     #expect(s.cpu.takeStaleTranslations().first?.reasons == [.accessedCleared, .dirtyCleared])
   }
 
   @Test("CR3 load drops non-global entries, keeps global ones; INVLPG and a full flush drop global ones")
   func globalPages() {
-    let s = TLBSetup(leafFlags: P | RW | G)
+    let s = TLBSetup(leafFlags: bitP | bitRW | bitG)
     s.t.map(linear(5), to: 0x60_0000, root: s.root)
     _ = s.cpu.read(s.va)
     _ = s.cpu.read(linear(5))
@@ -142,7 +142,9 @@ struct TLBTests {
   func invept() {
     let t = Tables()
     let roots = [t.table(), t.table()]
-    for r in roots { t.map(0x10_0000, to: 0x50_0000, root: r, tableFlags: eptRWX, leafFlags: eptRWX | eptWB, largeBit: eptLarge) }
+    for r in roots {
+      t.map(0x10_0000, to: 0x50_0000, root: r, tableFlags: eptRWX, leafFlags: eptRWX | eptWB, largeBit: eptLarge)
+    }
     let cpu = SimulatedCPU(memory: t.memory)
     for r in roots {
       cpu.enterGuest(eptPointer: eptPointer(r, accessedDirty: true), guestRoot: nil)
@@ -189,7 +191,9 @@ struct TLBPmapTests {
         #expect(success(cpu.write(UInt64(cpu.id), to: va, privilege: .user)) != nil)
       }
       try pmap.protect(VirtualRange(page: va), to: .read)
-      for cpu in group.cpus { #expect(pageFault(cpu.write(1, to: va, privilege: .user))?.errorCode == [.present, .write, .user]) }
+      for cpu in group.cpus {
+        #expect(pageFault(cpu.write(1, to: va, privilege: .user))?.errorCode == [.present, .write, .user])
+      }
       _ = group.cpus.map { $0.read(va, privilege: .user) }
       try pmap.remove(VirtualRange(page: va))
       #expect(m.sink.covered(va, root: pmap.root), "the forward sink saw it too")
