@@ -46,6 +46,18 @@ extension SimulatedCPU {
     return withUnsafeMutableBytes(of: &value) { load(into: $0, from: linear, .fetch, privilege: privilege) }
   }
 
+  /// One 64-bit access of `type` at `linear`: a read, a write of `value`, or a fetch (for
+  /// scripts and fuzzers that draw the access type).
+  public func access(
+    _ type: AccessType, at linear: UInt64, value: UInt64 = 0, privilege: PrivilegeLevel = .supervisor
+  ) -> Result<CompletedAccess, MMUFault> {
+    switch type {
+    case .read: read(linear, privilege: privilege)
+    case .write: write(value, to: linear, privilege: privilege)
+    case .fetch: fetch(linear, privilege: privilege)
+    }
+  }
+
   /// ``read(_:privilege:)`` at a `VirtualAddress`.
   public func read(_ va: VirtualAddress, privilege: PrivilegeLevel = .supervisor) -> Result<CompletedAccess, MMUFault> {
     read(va.rawValue, privilege: privilege)

@@ -128,12 +128,7 @@ struct TLBScenario {
     log.append("cpu \(cpu.id) \(type) \(space) \(page)")
     let expected = translation(space, VirtualAddress(v))
     let needed: Protection = type == .read ? .read : (type == .write ? .write : .execute)
-    let result: Result<CompletedAccess, MMUFault> =
-      switch type {
-      case .read: cpu.read(v, privilege: .user)
-      case .write: cpu.write(rng.next(), to: v, privilege: .user)
-      case .fetch: cpu.fetch(v, privilege: .user)
-      }
+    let result = cpu.access(type, at: v, value: rng.next(), privilege: .user)
     accesses += 1
     if !checking { return }
     if let t = expected, t.protection.contains(needed) {
