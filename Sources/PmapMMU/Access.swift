@@ -91,6 +91,16 @@ public enum MMUFault: Error, Hashable, Sendable, CustomStringConvertible {
   /// such an address in an entry gets this, never a host crash.
   case unbackedPhysicalAddress(UInt64)
 
+  /// The exception vector the guest (or host) sees: 14 for #PF, 13 for #GP; `nil` for a VM exit
+  /// or an unbacked address, which deliver no exception.
+  public var vector: UInt8? {
+    switch self {
+    case .pageFault: 14
+    case .generalProtection: 13
+    case .eptViolation, .eptMisconfiguration, .unbackedPhysicalAddress: nil
+    }
+  }
+
   /// The page fault, if this is one.
   public var pageFault: PageFault? {
     if case .pageFault(let f) = self { return f }

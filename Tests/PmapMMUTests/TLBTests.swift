@@ -85,6 +85,20 @@ struct TLBTests {
     #expect(s.cpu.staleTranslations.isEmpty)
   }
 
+  @Test("hostile addresses through a CPU: unbacked data, non-canonical, vectors")
+  func hostile() {
+    let s = TLBSetup()
+    s.t.map(linear(9), to: 0x3_0000_0000, root: s.root)
+    #expect(failure(s.cpu.read(linear(9))) == .unbackedPhysicalAddress(0x3_0000_0000))
+    let gp = failure(s.cpu.write(1, to: 0x8000_0000_0000))
+    #expect(gp == .generalProtection(linearAddress: 0x8000_0000_0000) && gp?.vector == 13)
+    #expect(failure(s.cpu.read(linear(8)))?.vector == 14)
+    // A write reaching past the end of RAM writes nothing at all.
+    s.t.map(linear(10), to: s.t.ram.size - 0x1000, root: s.root)
+    #expect(failure(s.cpu.write(~0, to: linear(10, offset: 0xffc))) != nil)
+    #expect(s.t.load(s.t.ram.size - 8) == 0)
+  }
+
   @Test("a write through a clean cached entry re-walks and sets D")
   func dirtyRewalk() {
     let s = TLBSetup()
