@@ -57,18 +57,23 @@ public final class CPUGroup: InvalidationSink, @unchecked Sendable {
     }
   }
 
+  /// Delivers the report to every CPU (``SimulatedCPU/invalidate(pages:root:)``), then to
+  /// ``forward``: what NetBSD's `pmap_tlb_shootnow` does with its IPIs.
   public func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress) {
     if shouldDrop() { return }
     for cpu in cpus { cpu.invalidate(pages: pages, root: root) }
     forward?.invalidate(pages: pages, root: root)
   }
 
+  /// Delivers a whole-address-space report to every CPU, then to ``forward``.
   public func invalidateAll(root: PhysicalAddress) {
     if shouldDrop() { return }
     for cpu in cpus { cpu.invalidateAll(root: root) }
     forward?.invalidateAll(root: root)
   }
 
+  /// Delivers a page operation's batched requests (one report, one drop) to every CPU, then to
+  /// ``forward``.
   public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     if shouldDrop() { return }
     for cpu in cpus {

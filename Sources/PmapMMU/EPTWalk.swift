@@ -16,7 +16,8 @@ enum EPTBits {
 /// capabilities and the host-physical memory the EPT paging structures live in.
 ///
 /// `translate` is the EPT page walk of SDM Vol. 3C §29.3.2 with the checks of §29.3.3 (EPT
-/// misconfigurations, EPT violations) and the A/D rules of §29.3.5.
+/// misconfigurations, EPT violations) and the A/D rules of §29.3.5 (KVM: the `PTTYPE_EPT`
+/// instance of `walk_addr_generic`, used for nested EPT).
 public struct EPTWalker: Sendable {
   /// Host-physical memory (the simulated RAM).
   public let memory: PhysicalMemory

@@ -3,7 +3,8 @@ import PmapNative
 
 /// The native MMU without a TLB: one page walk per access, over host-physical memory.
 ///
-/// Use it for one-off accesses ("the CPU touched this page") or as the reference a TLB-less
+/// It corresponds to KVM's software walker (`FNAME(walk_addr_generic)` in
+/// arch/x86/kvm/mmu/paging_tmpl.h) for 64-bit paging. Use it for one-off accesses ("the CPU touched this page") or as the reference a TLB-less
 /// comparison needs; ``SimulatedCPU`` adds a TLB and the data access itself.
 public struct NativeWalker: Sendable {
   /// Physical memory holding the paging structures (the simulated RAM).
