@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "PmapNative", targets: ["PmapNative"]),
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
+    .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
   ],
   targets: [
@@ -23,11 +24,14 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
+    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
     // Host-only model of the x86 MMU and EPT (issue 4): used by tests and tools, never by a library.
     .target(name: "PmapMMU", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .testTarget(
-      name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapMMU"]),
+      name: "PmapTests",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential", "PmapMMU"]),
     .testTarget(name: "PmapMMUTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
   ],
   swiftLanguageModes: [.v6]

@@ -20,6 +20,7 @@ public struct PVInvariantViolation: Error, Equatable, Sendable {
   /// The page concerned, if one.
   public let frame: PhysicalAddress?
 
+  /// Creates a violation of `kind`, found at page `frame` if it concerns one page.
   @inlinable
   public init(_ kind: Kind, frame: PhysicalAddress? = nil) {
     self.kind = kind
@@ -64,8 +65,9 @@ extension PageDatabase {
       }
       if let violation { return violation }
     }
-    if entries != state.pointee.mappingCount {
-      return PVInvariantViolation(.mappingCountMismatch(counted: entries, recorded: state.pointee.mappingCount))
+    let recorded = statistics.mappings
+    if entries != recorded {
+      return PVInvariantViolation(.mappingCountMismatch(counted: entries, recorded: recorded))
     }
     var leaves = 0
     for i in 0..<pmapCapacity {

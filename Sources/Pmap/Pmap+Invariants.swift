@@ -28,6 +28,8 @@ public struct InvariantViolation: Error, Equatable, Sendable {
   /// The entry index in that page, when it concerns one entry.
   public let index: Int?
 
+  /// Creates a violation of `kind`, found in page-table page `table` (at entry `index`, if it
+  /// concerns one entry).
   @inlinable
   public init(_ kind: Kind, table: PhysicalAddress, index: Int? = nil) {
     self.kind = kind
@@ -45,6 +47,8 @@ extension Pmap {
   /// - Returns: the first violation found, or `nil`.
   /// - Complexity: O(page-table pages × 512).
   public func checkInvariants() -> InvariantViolation? {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     var resident = 0
     var wired = 0
