@@ -15,7 +15,9 @@ let package = Package(
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
     .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
+    .library(name: "PmapMMU", targets: ["PmapMMU"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -26,6 +28,8 @@ let package = Package(
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
     .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
+    // The libFuzzer target (Scripts/fuzz.sh); built normally it replays inputs.
+    .executableTarget(name: "pmap-fuzz", dependencies: ["PmapDifferential"]),
     // Host-only model of the x86 MMU and EPT (issue 4): used by tests and tools, never by a library.
     .target(name: "PmapMMU", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
