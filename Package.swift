@@ -38,7 +38,8 @@ let package = Package(
     // Host-only UVMLite pieces: the file-backed swap store, the software MMU.
     .target(name: "UVMLiteHost", dependencies: ["UVMLite"]),
     .executableTarget(
-      name: "pmap-demo", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
+      name: "pmap-demo",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU", "UVMLite", "UVMLiteHost"]),
     .testTarget(
       name: "UVMLiteTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
     // Host-only model of the x86 MMU and EPT (issue 4): used by tests and tools, never by a library.
