@@ -23,8 +23,8 @@ struct ReadmeSampleTests {
     #expect(guest.extract(VirtualAddress(0x1234)) == frame.advanced(by: 0x234))
     #expect(machine.pages.mappingCount(of: frame) == 2)  // one pv-list across both formats
 
-    // The guest writes the page: the CPU sets A and D in the EPT entry (bits 8 and 9).
-    guest.lookupLeaf(VirtualAddress(0x1000))!.entry.setBits(EPTPTE.accessed | EPTPTE.dirty)
+    // The guest writes the page: the MMU model walks the EPT and sets A and D (bits 8 and 9).
+    _ = EPTWalker(guest).translate(0x1000, .write)
     #expect(machine.pages.isModified(frame))  // seen through the page, whatever the format
     #expect(machine.pages.clearModify(frame))  // clears D in every mapping, invalidates
     #expect(!machine.pages.isModified(frame))
