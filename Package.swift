@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-kvm-compare", targets: ["pmap-kvm-compare"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -24,7 +25,12 @@ let package = Package(
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
+    .target(name: "CKVM"),
+    .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost"]),
+    .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
     .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
+    .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,173 @@
+import CKVM
+import Glibc
+
+/// One virtual machine with one vCPU, created through `/dev/kvm`, whose guest-physical memory
+/// is a host buffer the caller owns (KVM_SET_USER_MEMORY_REGION, slot 0 at guest-physical 0).
+///
+/// The guest's page-table walker writes accessed and dirty bits straight into that buffer, so
+/// page tables built there by a pmap are the guest's page tables.
+///
+/// Corresponds to the userspace half of a KVM VMM (what QEMU's `kvm_init_vcpu` and
+/// `kvm_cpu_exec` do), reduced to what the MMU comparison needs.
+public final class KVMVirtualMachine {
+  private let systemFD: Int32
+  private let vmFD: Int32
+  private let vcpuFD: Int32
+  private let runArea: UnsafeMutablePointer<kvm_run>
+  private let runSize: Int
+  /// Guest MAXPHYADDR as given to the guest in CPUID leaf 0x8000_0008 (EAX bits 0-7).
+  public let physicalAddressBits: Int
+
+  /// What stopped the vCPU.
+  public enum Exit: Equatable, Sendable {
+    /// An `out` to `port` of `size` bytes.
+    case output(port: UInt16, size: Int)
+    /// An access to guest-physical `address` outside guest memory.
+    case mmio(address: UInt64, isWrite: Bool)
+    /// An `in` or any other exit reason, by its KVM_EXIT_* number.
+    case other(reason: UInt32, detail: UInt64)
+    /// `hlt` at CPL0.
+    case halt
+    /// Triple fault.
+    case shutdown
+    /// KVM could not emulate an instruction (KVM_EXIT_INTERNAL_ERROR, with its suberror).
+    case internalError(suberror: UInt32)
+  }
+
+  /// The first line of why `/dev/kvm` is not usable here, or `nil` when it is (it can be
+  /// opened read-write and answers KVM_GET_API_VERSION with 12).
+  public static var unavailabilityReason: String? {
+    let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+    if fd < 0 { return "/dev/kvm cannot be opened read-write (errno \(errno))" }
+    defer { close(fd) }
+    let version = ckvm_ioctl(fd, ckvm_get_api_version(), nil)
+    if version != 12 { return "/dev/kvm answers API version \(version), expected 12" }
+    return nil
+  }
+
+  /// Creates the VM over `memory` (`size` bytes, page-aligned, used as guest-physical
+  /// `0 ..< size`) and one vCPU that gets the CPUID KVM supports.
+  ///
+  /// - Throws: ``KVMError/unavailable(_:)`` when `/dev/kvm` cannot be used, ``KVMError/call(_:errno:)``
+  ///   when a setup call fails. Nothing is left open on failure.
+  public init(memory: UnsafeMutableRawPointer, size: UInt64) throws(KVMError) {
+    if let reason = Self.unavailabilityReason { throw .unavailable(reason) }
+    systemFD = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+    guard systemFD >= 0 else { throw .unavailable("/dev/kvm cannot be opened (errno \(errno))") }
+    var opened: [Int32] = [systemFD]
+    func fail(_ name: String) -> KVMError {
+      let e = ckvm_errno()
+      for fd in opened.reversed() { close(fd) }
+      return .call(name, errno: e)
+    }
+    let vm = ckvm_ioctl_value(systemFD, ckvm_create_vm(), 0)
+    guard vm >= 0 else { throw fail("KVM_CREATE_VM") }
+    vmFD = vm
+    opened.append(vm)
+    var region = kvm_userspace_memory_region(
+      slot: 0, flags: 0, guest_phys_addr: 0, memory_size: size, userspace_addr: UInt64(UInt(bitPattern: memory)))
+    guard ckvm_ioctl(vmFD, ckvm_set_user_memory_region(), &region) == 0 else {
+      throw fail("KVM_SET_USER_MEMORY_REGION")
+    }
+    let vcpu = ckvm_ioctl_value(vmFD, ckvm_create_vcpu(), 0)
+    guard vcpu >= 0 else { throw fail("KVM_CREATE_VCPU") }
+    vcpuFD = vcpu
+    opened.append(vcpu)
+    let mmapSize = ckvm_ioctl(systemFD, ckvm_get_vcpu_mmap_size(), nil)
+    guard mmapSize > 0 else { throw fail("KVM_GET_VCPU_MMAP_SIZE") }
+    let area = mmap(nil, Int(mmapSize), PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFD, 0)
+    guard let area, area != MAP_FAILED else { throw fail("mmap of the kvm_run area") }
+    runSize = Int(mmapSize)
+    runArea = area.assumingMemoryBound(to: kvm_run.self)
+    do {
+      physicalAddressBits = try Self.installSupportedCPUID(system: systemFD, vcpu: vcpuFD)
+    } catch {
+      munmap(area, Int(mmapSize))
+      for fd in opened.reversed() { close(fd) }
+      throw error
+    }
+  }
+
+  deinit {
+    munmap(UnsafeMutableRawPointer(runArea), runSize)
+    close(vcpuFD)
+    close(vmFD)
+    close(systemFD)
+  }
+
+  /// Gives the vCPU every CPUID leaf KVM supports (so CR4.SMEP/SMAP and EFER.NXE are accepted)
+  /// and returns the MAXPHYADDR it reports.
+  private static func installSupportedCPUID(system: Int32, vcpu: Int32) throws(KVMError) -> Int {
+    let capacity = 256
+    let bytes = MemoryLayout<kvm_cpuid2>.size + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
+    defer { buffer.deallocate() }
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    let header = buffer.assumingMemoryBound(to: kvm_cpuid2.self)
+    header.pointee.nent = UInt32(capacity)
+    guard ckvm_ioctl(system, ckvm_get_supported_cpuid(), buffer) == 0 else {
+      throw .call("KVM_GET_SUPPORTED_CPUID", errno: ckvm_errno())
+    }
+    let entries = (buffer + MemoryLayout<kvm_cpuid2>.size).assumingMemoryBound(to: kvm_cpuid_entry2.self)
+    var bits = 36  // the architectural default when leaf 0x8000_0008 is absent
+    for i in 0..<Int(header.pointee.nent) where entries[i].function == 0x8000_0008 {
+      bits = Int(entries[i].eax & 0xff)
+    }
+    guard ckvm_ioctl(vcpu, ckvm_set_cpuid2(), buffer) == 0 else {
+      throw .call("KVM_SET_CPUID2", errno: ckvm_errno())
+    }
+    return bits
+  }
+
+  /// The general registers (KVM_GET_REGS).
+  public func registers() throws(KVMError) -> kvm_regs {
+    var r = kvm_regs()
+    guard ckvm_ioctl(vcpuFD, ckvm_get_regs(), &r) == 0 else { throw .call("KVM_GET_REGS", errno: ckvm_errno()) }
+    return r
+  }
+
+  /// Sets the general registers (KVM_SET_REGS).
+  public func setRegisters(_ r: kvm_regs) throws(KVMError) {
+    var r = r
+    guard ckvm_ioctl(vcpuFD, ckvm_set_regs(), &r) == 0 else { throw .call("KVM_SET_REGS", errno: ckvm_errno()) }
+  }
+
+  /// The special registers: segments, descriptor tables, control registers, EFER (KVM_GET_SREGS).
+  public func specialRegisters() throws(KVMError) -> kvm_sregs {
+    var s = kvm_sregs()
+    guard ckvm_ioctl(vcpuFD, ckvm_get_sregs(), &s) == 0 else { throw .call("KVM_GET_SREGS", errno: ckvm_errno()) }
+    return s
+  }
+
+  /// Sets the special registers (KVM_SET_SREGS).
+  public func setSpecialRegisters(_ s: kvm_sregs) throws(KVMError) {
+    var s = s
+    guard ckvm_ioctl(vcpuFD, ckvm_set_sregs(), &s) == 0 else { throw .call("KVM_SET_SREGS", errno: ckvm_errno()) }
+  }
+
+  /// Runs the vCPU until it exits to us (KVM_RUN), and says why.
+  public func run() throws(KVMError) -> Exit {
+    while true {
+      if ckvm_ioctl_value(vcpuFD, ckvm_run(), 0) == 0 { break }
+      let e = ckvm_errno()
+      if e == EINTR || e == EAGAIN { continue }
+      throw .call("KVM_RUN", errno: e)
+    }
+    let reason = runArea.pointee.exit_reason
+    switch Int32(reason) {
+    case KVM_EXIT_IO:
+      let io = ckvm_run_io(runArea)
+      if io.direction == UInt8(KVM_EXIT_IO_OUT) { return .output(port: io.port, size: Int(io.size)) }
+      return .other(reason: reason, detail: UInt64(io.port))
+    case KVM_EXIT_MMIO:
+      var isWrite: Int32 = 0
+      let address = ckvm_run_mmio_address(runArea, &isWrite)
+      return .mmio(address: address, isWrite: isWrite != 0)
+    case KVM_EXIT_HLT: return .halt
+    case KVM_EXIT_SHUTDOWN: return .shutdown
+    case KVM_EXIT_INTERNAL_ERROR: return .internalError(suberror: ckvm_run_internal_suberror(runArea))
+    case KVM_EXIT_FAIL_ENTRY: return .other(reason: reason, detail: ckvm_run_fail_entry_reason(runArea))
+    default: return .other(reason: reason, detail: 0)
+    }
+  }
+}
