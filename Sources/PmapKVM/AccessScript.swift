@@ -11,7 +11,7 @@ public enum AccessKind: UInt8, Hashable, Sendable, CaseIterable {
 }
 
 /// The current privilege level an access runs at.
-public enum PrivilegeLevel: UInt8, Hashable, Sendable, CaseIterable {
+public enum GuestPrivilege: UInt8, Hashable, Sendable, CaseIterable {
   /// CPL3: a user-mode access.
   case user = 3
   /// CPL0: a supervisor-mode access.
@@ -25,7 +25,7 @@ public struct ScriptedAccess: Hashable, Sendable, CustomStringConvertible {
   /// Read, write or fetch.
   public var kind: AccessKind
   /// CPL3 or CPL0.
-  public var privilege: PrivilegeLevel
+  public var privilege: GuestPrivilege
   /// EFLAGS.AC during a supervisor access: with CR4.SMAP set it allows data accesses to user
   /// pages (what `stac` does). Ignored at CPL3.
   public var alignmentCheckFlag: Bool
@@ -36,7 +36,7 @@ public struct ScriptedAccess: Hashable, Sendable, CustomStringConvertible {
   ///
   /// - Precondition: `address` is 8-byte aligned.
   public init(
-    _ kind: AccessKind, _ address: VirtualAddress, privilege: PrivilegeLevel = .user,
+    _ kind: AccessKind, _ address: VirtualAddress, privilege: GuestPrivilege = .user,
     alignmentCheckFlag: Bool = false, value: UInt64 = 0
   ) {
     precondition(address.rawValue & 7 == 0, "ScriptedAccess: the address must be 8-byte aligned")
@@ -54,7 +54,7 @@ public struct ScriptedAccess: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The error code a page fault pushes (Intel SDM Vol. 3A §4.7, Figure 4-12).
-public struct PageFaultErrorCode: OptionSet, Hashable, Sendable, CustomStringConvertible {
+public struct FaultErrorCode: OptionSet, Hashable, Sendable, CustomStringConvertible {
   public let rawValue: UInt32
   public init(rawValue: UInt32) { self.rawValue = rawValue }
   /// P: 0 = not-present page, 1 = protection violation.
@@ -88,7 +88,7 @@ public enum AccessOutcome: Hashable, Sendable, CustomStringConvertible {
   case fault(vector: UInt8, errorCode: UInt32, faultingAddress: UInt64)
 
   /// A page fault with `code` at `address`.
-  public static func pageFault(_ code: PageFaultErrorCode, at address: UInt64) -> Self {
+  public static func pageFault(_ code: FaultErrorCode, at address: UInt64) -> Self {
     .fault(vector: 14, errorCode: code.rawValue, faultingAddress: address)
   }
 
@@ -96,7 +96,7 @@ public enum AccessOutcome: Hashable, Sendable, CustomStringConvertible {
     switch self {
     case .completed: "completed"
     case .fault(14, let code, let cr2):
-      "#PF(\(PageFaultErrorCode(rawValue: code))) CR2=0x\(String(cr2, radix: 16))"
+      "#PF(\(FaultErrorCode(rawValue: code))) CR2=0x\(String(cr2, radix: 16))"
     case .fault(let vector, let code, _): "vector \(vector) error code 0x\(String(code, radix: 16))"
     }
   }

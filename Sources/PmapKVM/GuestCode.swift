@@ -5,7 +5,7 @@ enum GuestCode {
   /// the address (and RBX as the value stored or loaded), then the report of completion (CPL0:
   /// `out 0xe0, al`; CPL3: `mov [rcx], al` to the MMIO report page), then `ud2` (never reached:
   /// the host sets RIP before every run).
-  static func accessStub(_ kind: AccessKind, privilege: PrivilegeLevel) -> [UInt8] {
+  static func accessStub(_ kind: AccessKind, privilege: GuestPrivilege) -> [UInt8] {
     let access: [UInt8]
     switch kind {
     case .read: access = [0x48, 0x8b, 0x18]  // mov rbx, [rax]

@@ -143,7 +143,7 @@ public final class KVMAccessHarness {
     baseRegisters = s
   }
 
-  private func segments(for privilege: PrivilegeLevel) -> (code: kvm_segment, data: kvm_segment) {
+  private func segments(for privilege: GuestPrivilege) -> (code: kvm_segment, data: kvm_segment) {
     let user = privilege == .user
     let code = kvm_segment(
       base: 0, limit: 0xffff_ffff, selector: user ? HarnessLayout.userCodeSelector : HarnessLayout.kernelCodeSelector,
@@ -154,7 +154,7 @@ public final class KVMAccessHarness {
     return (code, data)
   }
 
-  private func enter(_ privilege: PrivilegeLevel, root: PhysicalAddress) throws(KVMError) {
+  private func enter(_ privilege: GuestPrivilege, root: PhysicalAddress) throws(KVMError) {
     var s = baseRegisters
     s.cr3 = root.rawValue
     let (code, data) = segments(for: privilege)
@@ -195,7 +195,7 @@ public final class KVMAccessHarness {
 
     var outcomes: [AccessOutcome] = []
     outcomes.reserveCapacity(script.count)
-    var current: PrivilegeLevel? = nil
+    var current: GuestPrivilege? = nil
     for access in script {
       if current != access.privilege {
         try enter(access.privilege, root: root)

@@ -95,9 +95,31 @@ public final class KVMVirtualMachine {
     close(systemFD)
   }
 
+  /// The MAXPHYADDR a guest of this host gets (CPUID leaf 0x8000_0008 of KVM_GET_SUPPORTED_CPUID).
+  ///
+  /// - Throws: ``KVMError/unavailable(_:)`` or ``KVMError/call(_:errno:)``.
+  public static func supportedPhysicalAddressBits() throws(KVMError) -> Int {
+    if let reason = unavailabilityReason { throw .unavailable(reason) }
+    let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+    guard fd >= 0 else { throw .unavailable("/dev/kvm cannot be opened (errno \(errno))") }
+    defer { close(fd) }
+    return try withSupportedCPUID(system: fd) { _ throws(KVMError) in }
+  }
+
   /// Gives the vCPU every CPUID leaf KVM supports (so CR4.SMEP/SMAP and EFER.NXE are accepted)
   /// and returns the MAXPHYADDR it reports.
   private static func installSupportedCPUID(system: Int32, vcpu: Int32) throws(KVMError) -> Int {
+    try withSupportedCPUID(system: system) { buffer throws(KVMError) in
+      guard ckvm_ioctl(vcpu, ckvm_set_cpuid2(), buffer) == 0 else {
+        throw .call("KVM_SET_CPUID2", errno: ckvm_errno())
+      }
+    }
+  }
+
+  /// Reads KVM_GET_SUPPORTED_CPUID, passes the kvm_cpuid2 buffer to `body`, returns MAXPHYADDR.
+  private static func withSupportedCPUID(
+    system: Int32, _ body: (UnsafeMutableRawPointer) throws(KVMError) -> Void
+  ) throws(KVMError) -> Int {
     let capacity = 256
     let bytes = MemoryLayout<kvm_cpuid2>.size + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
@@ -113,9 +135,7 @@ public final class KVMVirtualMachine {
     for i in 0..<Int(header.pointee.nent) where entries[i].function == 0x8000_0008 {
       bits = Int(entries[i].eax & 0xff)
     }
-    guard ckvm_ioctl(vcpu, ckvm_set_cpuid2(), buffer) == 0 else {
-      throw .call("KVM_SET_CPUID2", errno: ckvm_errno())
-    }
+    try body(buffer)
     return bits
   }
 
