@@ -1,5 +1,6 @@
 #include "CKVM.h"
 #include <errno.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 int ckvm_ioctl(int fd, unsigned long request, void *argument) { return ioctl(fd, request, argument); }
@@ -31,4 +32,15 @@ unsigned long long ckvm_run_fail_entry_reason(const struct kvm_run *run) {
 unsigned long long ckvm_run_mmio_address(const struct kvm_run *run, int *is_write) {
   *is_write = run->mmio.is_write;
   return run->mmio.phys_addr;
+}
+
+int ckvm_get_msr(int vcpu, unsigned int index, unsigned long long *value) {
+  unsigned long long buffer[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8 + 1];
+  memset(buffer, 0, sizeof buffer);
+  struct kvm_msrs *request = (struct kvm_msrs *)buffer;
+  request->nmsrs = 1;
+  request->entries[0].index = index;
+  int n = ioctl(vcpu, KVM_GET_MSRS, request);
+  if (n == 1) *value = request->entries[0].data;
+  return n;
 }

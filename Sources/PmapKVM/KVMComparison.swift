@@ -101,15 +101,19 @@ public enum KVMComparison {
   /// outcome (completed, or vector, error code and CR2), every page-table entry reachable from
   /// CR3 (so every A and D bit), and every data word (so every write's destination).
   ///
+  /// `userUpperHalf` (default: unless kvm_pvm serves /dev/kvm) lets CPL3 accesses go to the
+  /// upper half; under kvm_pvm they always fault not-present (see Documentation/KVMComparison.md).
+  ///
   /// - Throws: ``KVMError`` when KVM is unavailable or the harness fails; disagreements are not
   ///   errors, they are in the result.
   public static func run(
     seed: UInt64, accesses: Int, mode: PagingMode? = nil, supervisorFraction: Double = 0.1,
-    oracle: any AccessOracle
+    userUpperHalf: Bool = !KVMVirtualMachine.isPagetableBasedVirtualMachine, oracle: any AccessOracle
   ) throws(KVMError) -> KVMComparisonResult {
     let bits = try KVMVirtualMachine.supportedPhysicalAddressBits()
     let scenario = KVMScenario(
-      seed: seed, accesses: accesses, mode: mode, supervisorFraction: supervisorFraction, physicalAddressBits: bits)
+      seed: seed, accesses: accesses, mode: mode, supervisorFraction: supervisorFraction, physicalAddressBits: bits,
+      userUpperHalf: userUpperHalf)
     let memory = scenario.machine.memory
     let copy = SimulatedRAM(size: memory.size)
     memcpy(copy.memory.directMapBase, memory.directMapBase, Int(memory.size))

@@ -45,7 +45,9 @@ public final class KVMScenario {
   /// Linear bases of the regions mappings are made in: three user and two kernel ones, each
   /// 8 MiB (four page tables), in distinct top-level slots away from the harness's.
   static var userRegions: [UInt64] { [0x0000_0000_0040_0000, 0x0000_0080_3fe0_0000, 0x0000_7f7f_ff80_0000] }
-  static var kernelRegions: [UInt64] { [0xffff_8000_0000_0000, 0xffff_ff00_7fc0_0000] }
+  /// The kernel regions: one in the lower half (slot 128), so that CPL3 accesses to
+  /// supervisor pages reach KVM's native path even under kvm_pvm, and two in the upper half.
+  static var kernelRegions: [UInt64] { [0x0000_4000_0000_0000, 0xffff_8000_0000_0000, 0xffff_ff00_7fc0_0000] }
   static var regionBytes: UInt64 { 8 << 20 }
   /// A region with nothing mapped at any level below the root.
   static var emptyRegion: UInt64 { 0x0000_0400_0000_0000 }
@@ -61,9 +63,12 @@ public final class KVMScenario {
   ///   - mode: the paging controls; `nil` draws them from the seed (NXE and WP mostly on).
   ///   - physicalAddressBits: the guest's MAXPHYADDR; reserved-bit edits use bits above it
   ///     (none when it is 52).
+  ///   - userUpperHalf: whether CPL3 accesses may go to the upper half; when `false` (needed
+  ///     under kvm_pvm, see ``KVMVirtualMachine/isPagetableBasedVirtualMachine``) an access drawn
+  ///     there is made at CPL0 instead.
   public init(
     seed: UInt64, accesses: Int, mode: PagingMode? = nil, supervisorFraction: Double = 0.1,
-    physicalAddressBits: Int = 48
+    physicalAddressBits: Int = 48, userUpperHalf: Bool = true
   ) {
     self.seed = seed
     var rng = SplitMix64(seed: seed)
@@ -88,17 +93,19 @@ public final class KVMScenario {
     // Collected before the hand edits: the pmaps walk only tables they made.
     var mapped: [(UInt64, UInt64)] = []
     userPmap.forEachMapping(in: .lowerHalf) { va, t in mapped.append((va.rawValue, t.size.bytes)) }
+    kernelPmap.forEachMapping(in: .lowerHalf) { va, t in mapped.append((va.rawValue, t.size.bytes)) }
     kernelPmap.forEachMapping(in: .upperHalf) { va, t in mapped.append((va.rawValue, t.size.bytes)) }
     editByHand(&rng, physicalAddressBits: physicalAddressBits)
-    // Share the kernel half: copy the kernel root's populated top-level entries.
-    for slot in 256..<512 where slot != HarnessLayout.kernelSlot {
+    // Share the kernel regions: copy the kernel root's populated top-level entries.
+    for slot in 0..<512 where !HarnessLayout.reservedSlots.contains(slot) {
       let e = machine.memory.entry(in: kernelPmap.root, at: slot).load()
-      if e != 0 {
+      if e != 0 && machine.memory.entry(in: userPmap.root, at: slot).load() == 0 {
         machine.memory.entry(in: userPmap.root, at: slot).store(e)
         sharedSlots.append(slot)
       }
     }
-    script = Self.makeScript(&rng, count: accesses, supervisorFraction: supervisorFraction, mapped: mapped)
+    script = Self.makeScript(
+      &rng, count: accesses, supervisorFraction: supervisorFraction, mapped: mapped, userUpperHalf: userUpperHalf)
   }
 
   deinit {
@@ -165,7 +172,7 @@ public final class KVMScenario {
 
   private func editByHand(_ rng: inout SplitMix64, physicalAddressBits: Int) {
     let user = entries(root: userPmap.root, slots: Array(0..<256))
-    let kernel = entries(root: kernelPmap.root, slots: Array(256..<512))
+    let kernel = entries(root: kernelPmap.root, slots: Array(0..<512))
     for (p, level, e) in user + kernel {
       let leaf = level == .pageTable || (level != .pml4 && e & NativePTE.pageSize != 0)
       // A/D: clear A (and D) on a third of the entries, D alone on another sixth.
@@ -207,14 +214,19 @@ public final class KVMScenario {
         count("PS in a PML4 entry")
       }
     }
-    for (p, level, e) in kernel where level == .pageTable && rng.chance(0.05) && e & NativePTE.present != 0 {
+    for (p, level, _) in kernel where level == .pageTable && rng.chance(0.05) {
       p.setBits(NativePTE.user)
-      count("user leaf in the upper half")
+      count("user leaf in a kernel region")
+    }
+    for (p, level, _) in user where level == .pageTable && rng.chance(0.05) {
+      p.clearBits(NativePTE.user)
+      count("supervisor leaf in a user region")
     }
   }
 
   private static func makeScript(
-    _ rng: inout SplitMix64, count: Int, supervisorFraction: Double, mapped: [(UInt64, UInt64)]
+    _ rng: inout SplitMix64, count: Int, supervisorFraction: Double, mapped: [(UInt64, UInt64)],
+    userUpperHalf: Bool
   ) -> [ScriptedAccess] {
     let regions = userRegions + kernelRegions
     var script: [ScriptedAccess] = []
@@ -235,7 +247,8 @@ public final class KVMScenario {
       }
       let r = UInt64.random(in: 0..<100, using: &rng)
       let kind: AccessKind = r < 40 ? .read : (r < 75 ? .write : .fetch)
-      let privilege: GuestPrivilege = rng.chance(supervisorFraction) ? .supervisor : .user
+      var privilege: GuestPrivilege = rng.chance(supervisorFraction) ? .supervisor : .user
+      if !userUpperHalf && linear >> 63 != 0 { privilege = .supervisor }
       script.append(
         ScriptedAccess(
           kind, VirtualAddress(linear), privilege: privilege,

@@ -34,6 +34,12 @@ public final class KVMVirtualMachine {
     case internalError(suberror: UInt32)
   }
 
+  /// Whether `/dev/kvm` is served by kvm_pvm (Pagetable-based Virtual Machine): the guest then
+  /// runs in hardware ring 3 and its user mode may only use the lower half of the linear
+  /// address space (the host kernel owns the upper half of the shadow tables); a CPL3 access to
+  /// an upper-half address gets a not-present #PF whatever the guest's tables say.
+  public static var isPagetableBasedVirtualMachine: Bool { access("/sys/module/kvm_pvm", F_OK) == 0 }
+
   /// The first line of why `/dev/kvm` is not usable here, or `nil` when it is (it can be
   /// opened read-write and answers KVM_GET_API_VERSION with 12).
   public static var unavailabilityReason: String? {
@@ -137,6 +143,15 @@ public final class KVMVirtualMachine {
     }
     try body(buffer)
     return bits
+  }
+
+  /// The value of model-specific register `index` (KVM_GET_MSRS), or `nil` when KVM does not
+  /// implement it for this vCPU.
+  public func modelSpecificRegister(_ index: UInt32) throws(KVMError) -> UInt64? {
+    var value: UInt64 = 0
+    let n = ckvm_get_msr(vcpuFD, index, &value)
+    if n < 0 { throw .call("KVM_GET_MSRS", errno: ckvm_errno()) }
+    return n == 1 ? value : nil
   }
 
   /// The general registers (KVM_GET_REGS).

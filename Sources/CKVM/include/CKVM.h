@@ -29,6 +29,10 @@ unsigned long ckvm_get_sregs(void);
 unsigned long ckvm_set_sregs(void);
 unsigned long ckvm_set_cpuid2(void);
 
+/// Reads one MSR of a vCPU with KVM_GET_MSRS; returns 1 when read, 0 when KVM does not know it,
+/// -1 with errno on failure.
+int ckvm_get_msr(int vcpu, unsigned int index, unsigned long long *value);
+
 /// The I/O exit of a kvm_run area: port, size, direction, and the first data byte's offset.
 struct ckvm_io_exit {
   unsigned char direction;
