@@ -81,8 +81,8 @@ public struct FaultErrorCode: OptionSet, Hashable, Sendable, CustomStringConvert
 
 /// The architectural result of one access.
 public enum AccessOutcome: Hashable, Sendable, CustomStringConvertible {
-  /// The access completed.
-  case completed
+  /// The access completed; `value` is what a read loaded (0 for a write or a fetch).
+  case completed(value: UInt64)
   /// The access raised exception `vector` with `errorCode` (0 when the vector has none); for a
   /// page fault (vector 14) `faultingAddress` is CR2, otherwise 0.
   case fault(vector: UInt8, errorCode: UInt32, faultingAddress: UInt64)
@@ -94,7 +94,7 @@ public enum AccessOutcome: Hashable, Sendable, CustomStringConvertible {
 
   public var description: String {
     switch self {
-    case .completed: "completed"
+    case .completed(let value): value == 0 ? "completed" : "completed, loaded 0x\(String(value, radix: 16))"
     case .fault(14, let code, let cr2):
       "#PF(\(FaultErrorCode(rawValue: code))) CR2=0x\(String(cr2, radix: 16))"
     case .fault(let vector, let code, _): "vector \(vector) error code 0x\(String(code, radix: 16))"

@@ -32,9 +32,9 @@ public final class KVMAccessHarness {
   /// KVM_RUN calls made so far.
   public private(set) var runCount = 0
 
-  /// Guest MAXPHYADDR (from the CPUID the guest was given): what the model must use for its
-  /// reserved-bit checks.
-  public var physicalAddressBits: Int { machine.physicalAddressBits }
+  /// The guest's paging features (from the CPUID it was given): what the model must be told
+  /// (MAXPHYADDR for reserved-bit checks, 1 GiB pages for PS in a PDPTE).
+  public var features: GuestPagingFeatures { machine.features }
 
   /// Creates the VM over `memory` and builds the harness's pages in `frames` (see
   /// ``HarnessLayout/frameCount``), with page tables from `allocator`.
@@ -223,10 +223,8 @@ public final class KVMAccessHarness {
     runCount += 1
     let exit = try machine.run()
     switch exit {
-    case .output(HarnessLayout.completedPort, _) where !user:
-      return .completed
-    case .mmio(memory.size, true) where user:
-      return .completed
+    case .output(HarnessLayout.completedPort, _) where !user, .mmio(memory.size, true) where user:
+      return .completed(value: access.kind == .read ? try machine.registers().rbx : 0)
     case .output(HarnessLayout.faultPort, _):
       let f = try machine.registers()
       let vector = UInt8(truncatingIfNeeded: f.rbx)

@@ -6,12 +6,12 @@ import PmapNative
 /// Performs scripted accesses the way the architecture says, on its own memory: the model under
 /// comparison (the seam between the harness and whatever it is compared with).
 public protocol AccessOracle: AnyObject {
-  /// Performs `access` with CR3 = `root` over `memory` under `mode` and MAXPHYADDR
-  /// `physicalAddressBits`: sets the A/D bits the access sets, stores a write's value at the
-  /// physical address it reaches, and returns the outcome.
+  /// Performs `access` with CR3 = `root` over `memory` under `mode` on a CPU with `features`
+  /// (MAXPHYADDR, 1 GiB pages): sets the A/D bits the access sets, stores a write's value at
+  /// the physical address it reaches, and returns the outcome (with the value a read loads).
   func perform(
     _ access: ScriptedAccess, root: PhysicalAddress, memory: PhysicalMemory, mode: PagingMode,
-    physicalAddressBits: Int
+    features: GuestPagingFeatures
   ) -> AccessOutcome
 }
 
@@ -46,7 +46,7 @@ public struct EntryMismatch: Hashable, Sendable, CustomStringConvertible {
 public struct KVMComparisonResult: Sendable, CustomStringConvertible {
   public var seed: UInt64
   public var mode: PagingMode
-  public var physicalAddressBits: Int
+  public var features: GuestPagingFeatures
   /// The script's accesses (all compared).
   public var accesses: Int
   /// Accesses that completed (per KVM), and faults by vector.
@@ -67,6 +67,9 @@ public struct KVMComparisonResult: Sendable, CustomStringConvertible {
   public var modelSeconds: Double
   /// The hand edits made to the tables, by kind.
   public var edits: [String: Int]
+  /// What happened, by privilege, kind and outcome class (e.g. "CPL3 write: #PF(P|W|U)"),
+  /// as KVM reported it: what the run covered.
+  public var coverage: [String: Int]
 
   /// Whether KVM and the model agreed on everything.
   public var agrees: Bool { outcomeMismatches.isEmpty && entryMismatches.isEmpty && dataMismatches.isEmpty }
@@ -74,7 +77,7 @@ public struct KVMComparisonResult: Sendable, CustomStringConvertible {
   public var description: String {
     let faults = faultsByVector.keys.sorted().map { "vector \($0): \(faultsByVector[$0]!)" }.joined(separator: ", ")
     var lines = [
-      "seed \(seed), \(mode), MAXPHYADDR \(physicalAddressBits)",
+      "seed \(seed), \(mode); guest CPUID: \(features)",
       "accesses compared: \(accesses) (\(completed) completed; \(faults.isEmpty ? "no faults" : faults))",
       "page-table entries compared: \(entriesCompared) (\(entriesChangedByRun) had A/D set by the run); "
         + "data words compared: \(dataWordsCompared)",
@@ -110,10 +113,10 @@ public enum KVMComparison {
     seed: UInt64, accesses: Int, mode: PagingMode? = nil, supervisorFraction: Double = 0.1,
     userUpperHalf: Bool = !KVMVirtualMachine.isPagetableBasedVirtualMachine, oracle: any AccessOracle
   ) throws(KVMError) -> KVMComparisonResult {
-    let bits = try KVMVirtualMachine.supportedPhysicalAddressBits()
+    let features = try KVMVirtualMachine.supportedFeatures()
     let scenario = KVMScenario(
-      seed: seed, accesses: accesses, mode: mode, supervisorFraction: supervisorFraction, physicalAddressBits: bits,
-      userUpperHalf: userUpperHalf)
+      seed: seed, accesses: accesses, mode: mode, supervisorFraction: supervisorFraction,
+      physicalAddressBits: features.physicalAddressBits, userUpperHalf: userUpperHalf)
     let memory = scenario.machine.memory
     let copy = SimulatedRAM(size: memory.size)
     memcpy(copy.memory.directMapBase, memory.directMapBase, Int(memory.size))
@@ -129,22 +132,32 @@ public enum KVMComparison {
     let modelStart = ContinuousClock.now
     let model = scenario.script.map {
       oracle.perform(
-        $0, root: scenario.root, memory: copy.memory, mode: scenario.mode, physicalAddressBits: harness.physicalAddressBits)
+        $0, root: scenario.root, memory: copy.memory, mode: scenario.mode, features: harness.features)
     }
     let modelTime = ContinuousClock.now - modelStart
 
     var outcomeMismatches: [OutcomeMismatch] = []
     var faults: [UInt8: Int] = [:]
+    var coverage: [String: Int] = [:]
     for (i, (k, m)) in zip(kvm, model).enumerated() {
+      let a = scenario.script[i]
+      let what: String
+      switch k {
+      case .completed: what = "completed"
+      case .fault(14, let code, _): what = "#PF(\(FaultErrorCode(rawValue: code)))"
+      case .fault(let vector, _, _): what = "vector \(vector)"
+      }
+      let cpl = a.privilege == .user ? "CPL3" : (a.alignmentCheckFlag ? "CPL0+AC" : "CPL0")
+      coverage["\(cpl) \(a.kind): \(what)", default: 0] += 1
       if k != m { outcomeMismatches.append(OutcomeMismatch(index: i, access: scenario.script[i], kvm: k, model: m)) }
       if case .fault(let vector, _, _) = k { faults[vector, default: 0] += 1 }
     }
     var result = KVMComparisonResult(
-      seed: seed, mode: scenario.mode, physicalAddressBits: harness.physicalAddressBits, accesses: kvm.count,
-      completed: kvm.filter { $0 == .completed }.count, faultsByVector: faults, entriesCompared: 0,
+      seed: seed, mode: scenario.mode, features: harness.features, accesses: kvm.count,
+      completed: kvm.filter { if case .completed = $0 { true } else { false } }.count, faultsByVector: faults, entriesCompared: 0,
       entriesChangedByRun: 0, dataWordsCompared: 0, outcomeMismatches: outcomeMismatches, entryMismatches: [],
       dataMismatches: [], kvmRuns: harness.runCount, kvmSeconds: seconds(kvmTime), modelSeconds: seconds(modelTime),
-      edits: scenario.edits)
+      edits: scenario.edits, coverage: coverage)
     compareTables(kvm: memory, model: copy.memory, initial: initial.memory, root: scenario.root, into: &result)
     compareData(
       kvm: memory, model: copy.memory, from: scenario.machine.dataFrame(HarnessLayout.frameCount).rawValue,

@@ -13,9 +13,11 @@ import PmapNative
 /// in the upper half, and a few reserved bits set (which the teardown undoes).
 ///
 /// Memory (``ramSize``): page tables in the first 4 MiB, then the harness's frames, then 4 KiB
-/// data frames up to 6 MiB, then 2 MiB data frames from 8 MiB; every data byte is 0xC3 (`ret`),
-/// and every scripted write stores a value whose low byte is 0xC3, so a fetch from any 8-byte
-/// aligned data address executes `ret`.
+/// data frames up to 6 MiB, then 2 MiB data frames from 8 MiB; one 1 GiB page (in its own
+/// region) maps physical 0, and accesses through it stay in the data frames. Every 8-byte data
+/// word holds `0xC3 | address << 8` (its own physical address), and every scripted write
+/// stores `0xC3 | index << 8`: a fetch from any 8-byte aligned data address executes `ret`
+/// (0xC3), and the value a read loads says which physical word the translation reached.
 public final class KVMScenario {
   /// Bytes of simulated RAM (= guest memory).
   public static var ramSize: UInt64 { 32 << 20 }
@@ -49,6 +51,8 @@ public final class KVMScenario {
   /// supervisor pages reach KVM's native path even under kvm_pvm, and two in the upper half.
   static var kernelRegions: [UInt64] { [0x0000_4000_0000_0000, 0xffff_8000_0000_0000, 0xffff_ff00_7fc0_0000] }
   static var regionBytes: UInt64 { 8 << 20 }
+  /// Regions holding one 1 GiB page each (user, then kernel), mapping physical 0.
+  static var hugeRegions: [UInt64] { [0x0000_0100_0000_0000, 0x0000_0180_0000_0000] }
   /// A region with nothing mapped at any level below the root.
   static var emptyRegion: UInt64 { 0x0000_0400_0000_0000 }
 
@@ -84,12 +88,21 @@ public final class KVMScenario {
     kernelPmap = try! machine.makeNativePmap(kind: .kernel)
     harnessFrames = (0..<HarnessLayout.frameCount).map { machine.dataFrame($0) }
     let dataStart = machine.dataFrame(HarnessLayout.frameCount).rawValue
-    machine.memory.pointer(to: PhysicalAddress(dataStart)).initializeMemory(
-      as: UInt8.self, repeating: 0xc3, count: Int(Self.ramSize - dataStart))
+    let words = machine.memory.pointer(to: PhysicalAddress(dataStart)).assumingMemoryBound(to: UInt64.self)
+    for i in 0..<Int((Self.ramSize - dataStart) / 8) { words[i] = 0xc3 | (dataStart + UInt64(i) * 8) << 8 }
 
     let smallFrames = (dataStart >> 12)..<(Self.smallFrameEnd >> 12)
     let largeFrames = (Self.largeFrameBase >> 21)..<(Self.ramSize >> 21)
     populate(&rng, smallFrames: smallFrames, largeFrames: largeFrames)
+    for (pmap, base) in zip([userPmap, kernelPmap], Self.hugeRegions) where rng.chance(0.7) {
+      let protection = Self.randomProtection(&rng)
+      if (try? pmap.enter(
+        VirtualAddress(base), PhysicalAddress(0), protection: protection, access: rng.chance(0.5) ? [] : .read,
+        size: .size1G)) != nil
+      {
+        count("enter 1G")
+      }
+    }
     // Collected before the hand edits: the pmaps walk only tables they made.
     var mapped: [(UInt64, UInt64)] = []
     userPmap.forEachMapping(in: .lowerHalf) { va, t in mapped.append((va.rawValue, t.size.bytes)) }
@@ -105,7 +118,8 @@ public final class KVMScenario {
       }
     }
     script = Self.makeScript(
-      &rng, count: accesses, supervisorFraction: supervisorFraction, mapped: mapped, userUpperHalf: userUpperHalf)
+      &rng, count: accesses, supervisorFraction: supervisorFraction, mapped: mapped, userUpperHalf: userUpperHalf,
+      dataStart: dataStart)
   }
 
   deinit {
@@ -226,7 +240,7 @@ public final class KVMScenario {
 
   private static func makeScript(
     _ rng: inout SplitMix64, count: Int, supervisorFraction: Double, mapped: [(UInt64, UInt64)],
-    userUpperHalf: Bool
+    userUpperHalf: Bool, dataStart: UInt64
   ) -> [ScriptedAccess] {
     let regions = userRegions + kernelRegions
     var script: [ScriptedAccess] = []
@@ -242,8 +256,12 @@ public final class KVMScenario {
         linear = regions.randomElement(using: &rng)! + UInt64.random(in: 0..<regionBytes, using: &rng) & ~7
       } else {
         // In a page the pmaps mapped (the hand edits may have made it fault anyway).
-        let (va, size) = mapped.randomElement(using: &rng)!
-        linear = va + UInt64.random(in: 0..<size, using: &rng) & ~7
+        // A quarter of these go to large pages (there are few of them).
+        let large = mapped.filter { $0.1 > 4096 }
+        let (va, size) = (!large.isEmpty && rng.chance(0.25) ? large : mapped).randomElement(using: &rng)!
+        // A 1 GiB page maps physical 0: stay within the data frames of guest memory.
+        let offsets = size == PageSize.size1G.bytes ? dataStart..<ramSize : 0..<size
+        linear = va + UInt64.random(in: offsets, using: &rng) & ~7
       }
       let r = UInt64.random(in: 0..<100, using: &rng)
       let kind: AccessKind = r < 40 ? .read : (r < 75 ? .write : .fetch)

@@ -1,6 +1,25 @@
 import CKVM
 import Glibc
 
+/// The paging-related CPUID bits a KVM guest gets (SDM Vol. 2A, CPUID).
+public struct GuestPagingFeatures: Hashable, Sendable, CustomStringConvertible {
+  /// MAXPHYADDR, CPUID.80000008H:EAX[7:0].
+  public var physicalAddressBits: Int
+  /// 1 GiB pages, CPUID.80000001H:EDX[26]; without them PS in a PDPTE is reserved.
+  public var supports1GBPages: Bool
+  /// Execute-disable, CPUID.80000001H:EDX[20] (EFER.NXE may be set).
+  public var noExecute: Bool
+  /// SMEP, CPUID.(EAX=7,ECX=0):EBX[7].
+  public var smep: Bool
+  /// SMAP, CPUID.(EAX=7,ECX=0):EBX[20].
+  public var smap: Bool
+
+  public var description: String {
+    "MAXPHYADDR \(physicalAddressBits), 1 GiB pages \(supports1GBPages ? "yes" : "no"), "
+      + "NX \(noExecute ? "yes" : "no"), SMEP \(smep ? "yes" : "no"), SMAP \(smap ? "yes" : "no")"
+  }
+}
+
 /// One virtual machine with one vCPU, created through `/dev/kvm`, whose guest-physical memory
 /// is a host buffer the caller owns (KVM_SET_USER_MEMORY_REGION, slot 0 at guest-physical 0).
 ///
@@ -15,8 +34,10 @@ public final class KVMVirtualMachine {
   private let vcpuFD: Int32
   private let runArea: UnsafeMutablePointer<kvm_run>
   private let runSize: Int
+  /// The paging features of the CPUID the guest was given.
+  public let features: GuestPagingFeatures
   /// Guest MAXPHYADDR as given to the guest in CPUID leaf 0x8000_0008 (EAX bits 0-7).
-  public let physicalAddressBits: Int
+  public var physicalAddressBits: Int { features.physicalAddressBits }
 
   /// What stopped the vCPU.
   public enum Exit: Equatable, Sendable {
@@ -86,7 +107,7 @@ public final class KVMVirtualMachine {
     runSize = Int(mmapSize)
     runArea = area.assumingMemoryBound(to: kvm_run.self)
     do {
-      physicalAddressBits = try Self.installSupportedCPUID(system: systemFD, vcpu: vcpuFD)
+      features = try Self.installSupportedCPUID(system: systemFD, vcpu: vcpuFD)
     } catch {
       munmap(area, Int(mmapSize))
       for fd in opened.reversed() { close(fd) }
@@ -101,10 +122,11 @@ public final class KVMVirtualMachine {
     close(systemFD)
   }
 
-  /// The MAXPHYADDR a guest of this host gets (CPUID leaf 0x8000_0008 of KVM_GET_SUPPORTED_CPUID).
+  /// The paging features a guest of this host gets (KVM_GET_SUPPORTED_CPUID, all of which the
+  /// harness gives its guest).
   ///
   /// - Throws: ``KVMError/unavailable(_:)`` or ``KVMError/call(_:errno:)``.
-  public static func supportedPhysicalAddressBits() throws(KVMError) -> Int {
+  public static func supportedFeatures() throws(KVMError) -> GuestPagingFeatures {
     if let reason = unavailabilityReason { throw .unavailable(reason) }
     let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
     guard fd >= 0 else { throw .unavailable("/dev/kvm cannot be opened (errno \(errno))") }
@@ -113,8 +135,8 @@ public final class KVMVirtualMachine {
   }
 
   /// Gives the vCPU every CPUID leaf KVM supports (so CR4.SMEP/SMAP and EFER.NXE are accepted)
-  /// and returns the MAXPHYADDR it reports.
-  private static func installSupportedCPUID(system: Int32, vcpu: Int32) throws(KVMError) -> Int {
+  /// and returns the paging features they report.
+  private static func installSupportedCPUID(system: Int32, vcpu: Int32) throws(KVMError) -> GuestPagingFeatures {
     try withSupportedCPUID(system: system) { buffer throws(KVMError) in
       guard ckvm_ioctl(vcpu, ckvm_set_cpuid2(), buffer) == 0 else {
         throw .call("KVM_SET_CPUID2", errno: ckvm_errno())
@@ -122,10 +144,11 @@ public final class KVMVirtualMachine {
     }
   }
 
-  /// Reads KVM_GET_SUPPORTED_CPUID, passes the kvm_cpuid2 buffer to `body`, returns MAXPHYADDR.
+  /// Reads KVM_GET_SUPPORTED_CPUID, passes the kvm_cpuid2 buffer to `body`, returns the
+  /// paging features it reports.
   private static func withSupportedCPUID(
     system: Int32, _ body: (UnsafeMutableRawPointer) throws(KVMError) -> Void
-  ) throws(KVMError) -> Int {
+  ) throws(KVMError) -> GuestPagingFeatures {
     let capacity = 256
     let bytes = MemoryLayout<kvm_cpuid2>.size + capacity * MemoryLayout<kvm_cpuid_entry2>.stride
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 8)
@@ -137,12 +160,24 @@ public final class KVMVirtualMachine {
       throw .call("KVM_GET_SUPPORTED_CPUID", errno: ckvm_errno())
     }
     let entries = (buffer + MemoryLayout<kvm_cpuid2>.size).assumingMemoryBound(to: kvm_cpuid_entry2.self)
-    var bits = 36  // the architectural default when leaf 0x8000_0008 is absent
-    for i in 0..<Int(header.pointee.nent) where entries[i].function == 0x8000_0008 {
-      bits = Int(entries[i].eax & 0xff)
+    // The architectural default MAXPHYADDR when leaf 0x8000_0008 is absent is 36.
+    var features = GuestPagingFeatures(
+      physicalAddressBits: 36, supports1GBPages: false, noExecute: false, smep: false, smap: false)
+    for i in 0..<Int(header.pointee.nent) {
+      let e = entries[i]
+      switch (e.function, e.index) {
+      case (0x8000_0008, _): features.physicalAddressBits = Int(e.eax & 0xff)
+      case (0x8000_0001, _):
+        features.noExecute = e.edx & (1 << 20) != 0
+        features.supports1GBPages = e.edx & (1 << 26) != 0
+      case (7, 0):
+        features.smep = e.ebx & (1 << 7) != 0
+        features.smap = e.ebx & (1 << 20) != 0
+      default: break
+      }
     }
     try body(buffer)
-    return bits
+    return features
   }
 
   /// The value of model-specific register `index` (KVM_GET_MSRS), or `nil` when KVM does not
