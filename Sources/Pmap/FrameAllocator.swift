@@ -2,8 +2,9 @@
 /// `uvm_pagealloc` from the pmap's object).
 ///
 /// The pmap zeroes what it receives. Frames must lie inside the pmap's ``PhysicalMemory``.
-/// Implementations need not be thread-safe if the kernel serialises pmap operations; otherwise
-/// they must be (the pmap calls them with its own lock held: lock order pmap -> allocator).
+/// Implementations must be thread-safe when pmaps are used from several CPUs: the pmaps and the
+/// page database call them with their own locks held (lock order: pmap -> page -> pool ->
+/// allocator), so an implementation must not call back into a pmap.
 public protocol FrameAllocator: AnyObject {
   /// Returns a free 4 KiB frame, or `nil` when none is left.
   func allocateFrame() -> PhysicalAddress?
@@ -15,8 +16,11 @@ public protocol FrameAllocator: AnyObject {
 /// through the free frames themselves (via the direct map), so it needs no memory of its own.
 ///
 /// Suitable for a small kernel's page-table pages and for tests. O(1) allocate and release.
-/// Not thread-safe: callers serialise.
-public final class StackFrameAllocator: FrameAllocator {
+/// Thread-safe: a spin lock guards it (the last lock in the order).
+public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
+  // @unchecked: the mutable properties are only touched with `lock` held.
+  @usableFromInline let lockLine = LockLines(count: 1)
+  @usableFromInline var lock: SpinLock { lockLine.lock(0) }
   @usableFromInline let memory: PhysicalMemory
   @usableFromInline var next: UInt64
   @usableFromInline let end: UInt64
@@ -37,8 +41,12 @@ public final class StackFrameAllocator: FrameAllocator {
     self.end = end.rawValue
   }
 
+  deinit { lockLine.deallocate() }
+
   /// Frames still available.
   public var framesAvailable: Int {
+    lock.lock()
+    defer { lock.unlock() }
     var n = Int((end - next) >> 12)
     var p = freeHead
     while p != 0 {
@@ -49,6 +57,8 @@ public final class StackFrameAllocator: FrameAllocator {
   }
 
   public func allocateFrame() -> PhysicalAddress? {
+    lock.lock()
+    defer { lock.unlock() }
     let frame: UInt64
     if freeHead != 0 {
       frame = freeHead - 1
@@ -66,6 +76,8 @@ public final class StackFrameAllocator: FrameAllocator {
 
   public func releaseFrame(_ frame: PhysicalAddress) {
     precondition(frame.isPageAligned && frame.rawValue < end, "StackFrameAllocator: foreign frame")
+    lock.lock()
+    defer { lock.unlock() }
     memory.pointer(to: frame).storeBytes(of: freeHead, as: UInt64.self)
     freeHead = frame.rawValue + 1
     framesInUse -= 1

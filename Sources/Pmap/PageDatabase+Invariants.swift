@@ -64,8 +64,9 @@ extension PageDatabase {
       }
       if let violation { return violation }
     }
-    if entries != state.pointee.mappingCount {
-      return PVInvariantViolation(.mappingCountMismatch(counted: entries, recorded: state.pointee.mappingCount))
+    let recorded = statistics.mappings
+    if entries != recorded {
+      return PVInvariantViolation(.mappingCountMismatch(counted: entries, recorded: recorded))
     }
     var leaves = 0
     for i in 0..<pmapCapacity {

@@ -1,13 +1,17 @@
 extension PageDatabase {
   // MARK: Registry
 
-  /// Registers a pmap's adapter (retained until ``unregister(slot:)``); returns its slot.
-  func register(_ owner: PVOwner) -> Int {
+  /// Registers a pmap's adapter (retained until ``unregister(slot:)``) and its lock; returns
+  /// its slot.
+  func register(_ owner: PVOwner, lock: SpinLock) -> Int {
+    poolLock.lock()
+    defer { poolLock.unlock() }
     let s = state
     precondition(s.pointee.registeredCount < pmapCapacity, "PageDatabase: more pmaps than pmapCapacity")
     var i = s.pointee.freeSlotHint
     while slots[i].owner != nil { i = (i + 1) % pmapCapacity }
     slots[i].owner = Unmanaged.passRetained(owner)
+    slots[i].lock = lock
     slots[i].root = owner.pvRoot
     slots[i].sink = owner.pvSinkIdentity
     s.pointee.registeredCount += 1
@@ -15,43 +19,60 @@ extension PageDatabase {
     return i
   }
 
+  /// Unregisters a pmap that has no mapping of a managed page left.
   func unregister(slot: Int) {
-    slots[slot].owner.unsafelyUnwrapped.release()
+    poolLock.lock()
+    let owner = slots[slot].owner.unsafelyUnwrapped
     slots[slot].owner = nil
+    slots[slot].lock = nil
     slots[slot].sink = nil
     state.pointee.registeredCount -= 1
+    poolLock.unlock()
+    owner.release()
   }
 
   /// Calls `body` with the adapter of the pmap that pv entry `e` names, without retaining it.
+  /// The caller holds the lock of a page whose list holds `e`, which keeps the pmap registered.
   @inlinable @inline(__always)
   func withOwner<R>(of e: UInt64, _ body: (PVOwner) -> R) -> R {
     slots[PVEntry.slot(e)].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef(body)
   }
 
+  /// Runs `body` with an empty batch of invalidation requests on the stack, and reports what
+  /// it gathered before returning.
+  @inlinable @inline(__always)
+  func withPendingRequests<R>(_ body: (inout PendingRequests) -> R) -> R {
+    withUnsafeTemporaryAllocation(of: InvalidationRequest.self, capacity: PendingRequests.capacity) { requests in
+      withUnsafeTemporaryAllocation(of: Int.self, capacity: PendingRequests.capacity) { slots in
+        var pending = PendingRequests(requests: requests.baseAddress!, slots: slots.baseAddress!)
+        let result = body(&pending)
+        if pending.count != 0 { reportPending(&pending) }
+        return result
+      }
+    }
+  }
+
   /// Records the invalidation an owner's answer says it owes for pv entry `e`; returns the
   /// answer without the flag.
   @inlinable @inline(__always)
-  func settle(_ answer: PageAttributes, for e: UInt64) -> PageAttributes {
+  func settle(_ answer: PageAttributes, for e: UInt64, into pending: inout PendingRequests) -> PageAttributes {
     guard answer.contains(.invalidationOwed) else { return answer }
-    let s = state
-    if s.pointee.pending.count == PendingRequests.capacity { reportPending() }
+    if pending.count == PendingRequests.capacity { reportPending(&pending) }
     let slot = PVEntry.slot(e)
-    let n = s.pointee.pending.count
-    s.pointee.pending.requests[n] = InvalidationRequest(
+    let n = pending.count
+    pending.requests[n] = InvalidationRequest(
       root: slots[slot].root, page: VirtualAddress(truncating: PVEntry.linear(e)))
-    s.pointee.pending.slots[n] = slot
-    s.pointee.pending.count = n &+ 1
+    pending.slots[n] = slot
+    pending.count = n &+ 1
     return answer.subtracting(.invalidationOwed)
   }
 
-  /// Reports the gathered invalidations: one call per distinct sink, before the page operation
-  /// returns.
+  /// Reports the gathered invalidations: one call per distinct sink.
   @inlinable
-  func reportPending() {
-    let s = state
-    var n = s.pointee.pending.count
-    let requests = s.pointee.pending.requests
-    let owners = s.pointee.pending.slots
+  func reportPending(_ pending: inout PendingRequests) {
+    var n = pending.count
+    let requests = pending.requests
+    let owners = pending.slots
     while n > 0 {
       // Move the requests for the first one's sink to the front, report them, drop them.
       let sink = slots[owners[0]].sink
@@ -70,50 +91,73 @@ extension PageDatabase {
       }
       n -= k
     }
-    s.pointee.pending.count = 0
+    pending.count = 0
   }
 
   // MARK: Pool
 
-  /// Grows the pool by one frame of nodes, for an `enter` that needs a node when none is free;
-  /// returns the frame (for ``undoGrowth(_:)`` if that enter fails afterwards).
+  /// Nodes a stash takes from the pool at a time, and the most it keeps.
+  @inlinable static var stashBatch: Int { 32 }
+  @inlinable static var stashLimit: Int { 128 }
+
+  /// Fills an empty stash, for an `enter` that needs a node: up to ``stashBatch`` nodes from
+  /// the pool, after growing the pool by a frame of nodes from the allocator when it is empty.
+  /// `enter` calls it as its last step that can fail, so nothing needs undoing after it.
   ///
-  /// - Throws: ``EnterError/outOfPVEntries`` when the allocator has no frame.
+  /// - Throws: ``EnterError/outOfPVEntries`` when the pool is empty and the allocator has no
+  ///   frame.
   @inlinable @inline(never)
-  func growPool() throws(EnterError) -> PhysicalAddress {
-    guard let frame = allocator.allocateFrame() else { throw .outOfPVEntries }
-    precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
+  func refill(_ stash: UnsafeMutablePointer<PVStash>) throws(EnterError) {
+    poolLock.lock()
+    defer { poolLock.unlock() }
     let s = state
-    let p = memory.pointer(to: frame)
-    // Nodes 0..<255, pushed so that node 0 ends up first; the last 16 bytes link pool frames.
-    var next = s.pointee.freeNodes
-    var i = PVNode.perFrame - 1
-    while i >= 0 {
-      p.storeBytes(of: 0, toByteOffset: i * 16, as: UInt64.self)
-      p.storeBytes(of: next, toByteOffset: i * 16 + 8, as: UInt64.self)
-      next = (frame.rawValue + UInt64(i * 16)) | 1
-      i -= 1
+    if s.pointee.freeNodeCount == 0 {
+      guard let frame = allocator.allocateFrame() else { throw .outOfPVEntries }
+      precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
+      let p = memory.pointer(to: frame)
+      // Nodes 0..<255, linked in order; the last 8 bytes of the frame link the pool's frames.
+      var next = s.pointee.freeNodes
+      var i = PVNode.perFrame - 1
+      while i >= 0 {
+        p.storeBytes(of: 0, toByteOffset: i * 16, as: UInt64.self)
+        p.storeBytes(of: next, toByteOffset: i * 16 + 8, as: UInt64.self)
+        next = (frame.rawValue + UInt64(i * 16)) | 1
+        i -= 1
+      }
+      p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
+      s.pointee.freeNodes = next
+      s.pointee.freeNodeCount += PVNode.perFrame
+      s.pointee.poolFrames = frame.rawValue
+      s.pointee.poolFrameCount += 1
     }
-    p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
-    s.pointee.freeNodes = next
-    s.pointee.freeNodeCount += PVNode.perFrame
-    s.pointee.poolFrames = frame.rawValue
-    s.pointee.poolFrameCount += 1
-    return frame
+    var taken = 0
+    while taken < Self.stashBatch && s.pointee.freeNodes != 0 {
+      let ref = s.pointee.freeNodes
+      let n = node(ref)
+      s.pointee.freeNodes = n[1]
+      n[1] = stash.pointee.head
+      stash.pointee.head = ref
+      taken &+= 1
+    }
+    s.pointee.freeNodeCount &-= taken
+    stash.pointee.count &+= taken
   }
 
-  /// Gives back the frame ``growPool()`` just took, when the operation that needed it failed
-  /// afterwards: its nodes are still the first ones on the free list.
+  /// Returns `count` nodes from the front of `stash` to the pool (all of them by default).
   @inlinable
-  func undoGrowth(_ frame: PhysicalAddress) {
-    let s = state
-    precondition(s.pointee.poolFrames == frame.rawValue, "PageDatabase: undoGrowth out of order")
-    let p = memory.pointer(to: frame)
-    s.pointee.freeNodes = p.load(fromByteOffset: (PVNode.perFrame - 1) * 16 + 8, as: UInt64.self)
-    s.pointee.freeNodeCount -= PVNode.perFrame
-    s.pointee.poolFrames = p.load(fromByteOffset: 4080, as: UInt64.self)
-    s.pointee.poolFrameCount -= 1
-    allocator.releaseFrame(frame)
+  func drain(_ stash: UnsafeMutablePointer<PVStash>, count: Int? = nil) {
+    let n = min(count ?? stash.pointee.count, stash.pointee.count)
+    if n == 0 { return }
+    let first = stash.pointee.head
+    var last = first
+    for _ in 1..<n { last = node(last)[1] }
+    stash.pointee.head = node(last)[1]
+    stash.pointee.count &-= n
+    poolLock.lock()
+    node(last)[1] = state.pointee.freeNodes
+    state.pointee.freeNodes = first
+    state.pointee.freeNodeCount &+= n
+    poolLock.unlock()
   }
 
   @inlinable @inline(__always)
@@ -121,45 +165,74 @@ extension PageDatabase {
     memory.pointer(to: PhysicalAddress(truncating: ref & ~1)).assumingMemoryBound(to: UInt64.self)
   }
 
+  /// Frees pool node `ref`, which served a page of stripe `stripe`, into `stash` (a pmap
+  /// operation, holding the pmap's lock) or into the pool (a page operation).
+  @inlinable @inline(__always)
+  func freeNode(_ ref: UInt64, stripe: Int, stash: UnsafeMutablePointer<PVStash>?) {
+    stripes.counter(stripe, PageStripes.nodesInUse).pointee &-= 1
+    let n = node(ref)
+    n[0] = 0
+    if let stash {
+      n[1] = stash.pointee.head
+      stash.pointee.head = ref
+      stash.pointee.count &+= 1
+      if stash.pointee.count > Self.stashLimit { drain(stash, count: Self.stashLimit / 2) }
+      return
+    }
+    poolLock.lock()
+    n[1] = state.pointee.freeNodes
+    state.pointee.freeNodes = ref
+    state.pointee.freeNodeCount &+= 1
+    poolLock.unlock()
+  }
+
   // MARK: pv-list
 
   /// Records that pmap `slot` maps the managed page `frame` at `linear` (`pmap_enter_pv`).
   ///
-  /// - Precondition: a pool node is free if the page already has a mapping (`enter` grows the
-  ///   pool first when needed).
+  /// - Precondition: the caller holds the page's lock and, if the page already has a mapping,
+  ///   `stash` holds a node (`enter` refills it first when needed).
   /// - Complexity: O(1).
   @inlinable
-  func insert(slot: Int, linear: UInt64, frame: PhysicalAddress) {
+  func insert(slot: Int, linear: UInt64, frame: PhysicalAddress, stash: UnsafeMutablePointer<PVStash>) {
     let entry = PVEntry.make(slot: slot, linear: linear)
     let page = self.page(frame)
-    let s = state
-    s.pointee.mappingCount &+= 1
+    let stripe = self.stripe(of: frame)
+    stripes.counter(stripe, PageStripes.mappings).pointee &+= 1
     if page.pointee.head == 0 {
       page.pointee.head = entry
       return
     }
-    let ref = s.pointee.freeNodes
+    let ref = stash.pointee.head
     precondition(ref != 0, "PageDatabase: no pv node reserved")
     let n = node(ref)
-    s.pointee.freeNodes = n[1]
-    s.pointee.freeNodeCount &-= 1
-    s.pointee.nodesInUse &+= 1
+    stash.pointee.head = n[1]
+    stash.pointee.count &-= 1
+    stripes.counter(stripe, PageStripes.nodesInUse).pointee &+= 1
     n[0] = entry
     n[1] = page.pointee.firstNode
     page.pointee.setFirstNode(ref)
   }
 
+  /// Whether inserting a mapping of `frame` needs a pool node (the page has one already).
+  ///
+  /// - Precondition: the caller holds the page's lock.
+  @inlinable @inline(__always)
+  func needsNode(_ frame: PhysicalAddress) -> Bool { page(frame).pointee.head != 0 }
+
   /// Removes the pv entry of pmap `slot` at `linear` from page `frame` and merges `attributes`
   /// (the removed entry's final A/D/W) into the page's cache (`pmap_remove_pv` + `pp_attrs |=`).
   ///
-  /// - Precondition: the entry exists.
+  /// - Precondition: the caller holds the page's lock; the entry exists.
   /// - Complexity: O(mappings of the page); O(1) for the first.
   @inlinable
-  func remove(slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes) {
+  func remove(
+    slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes, stash: UnsafeMutablePointer<PVStash>?
+  ) {
     let entry = PVEntry.make(slot: slot, linear: linear)
     let page = self.page(frame)
-    let s = state
-    s.pointee.mappingCount &-= 1
+    let stripe = self.stripe(of: frame)
+    stripes.counter(stripe, PageStripes.mappings).pointee &-= 1
     page.pointee.attributes.formUnion(attributes.subtracting(.writable))
     if page.pointee.head == entry {
       let first = page.pointee.firstNode
@@ -169,7 +242,7 @@ extension PageDatabase {
         let n = node(first)
         page.pointee.head = n[0]
         page.pointee.setFirstNode(n[1])
-        freeNode(first)
+        freeNode(first, stripe: stripe, stash: stash)
       }
       return
     }
@@ -179,24 +252,13 @@ extension PageDatabase {
       let n = node(ref)
       if n[0] == entry {
         if let previous { previous[1] = n[1] } else { page.pointee.setFirstNode(n[1]) }
-        freeNode(ref)
+        freeNode(ref, stripe: stripe, stash: stash)
         return
       }
       previous = n
       ref = n[1]
     }
     preconditionFailure("PageDatabase: removing a pv entry that does not exist")
-  }
-
-  @inlinable @inline(__always)
-  func freeNode(_ ref: UInt64) {
-    let s = state
-    let n = node(ref)
-    n[0] = 0
-    n[1] = s.pointee.freeNodes
-    s.pointee.freeNodes = ref
-    s.pointee.freeNodeCount &+= 1
-    s.pointee.nodesInUse &-= 1
   }
 
   /// Calls `body` with every pv entry of the page at `frame` (packed), first embedded one first.
@@ -220,20 +282,27 @@ extension PageDatabase {
   /// - Precondition: `manages(frame)`.
   public func mappingCount(of frame: PhysicalAddress) -> Int {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
+    let f = frame.alignedDown()
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
     var n = 0
-    forEachEntry(of: frame.alignedDown()) { _ in n += 1 }
+    forEachEntry(of: f) { _ in n += 1 }
     return n
   }
 
   /// Calls `body` with the root of each pmap that maps the managed page at `frame` and the
   /// address it maps it at.
   ///
-  /// - Precondition: `manages(frame)`.
+  /// - Precondition: `manages(frame)`. `body` runs with the page's lock held: it must not call
+  ///   back into this page database or into a pmap.
   public func forEachMapping(
     of frame: PhysicalAddress, _ body: (_ pmapRoot: PhysicalAddress, _ va: VirtualAddress) -> Void
   ) {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
-    forEachEntry(of: frame.alignedDown()) { e in
+    let f = frame.alignedDown()
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
+    forEachEntry(of: f) { e in
       body(withOwner(of: e) { $0.pvRoot }, VirtualAddress(truncating: PVEntry.linear(e)))
     }
   }

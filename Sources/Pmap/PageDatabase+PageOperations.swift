@@ -10,6 +10,8 @@ extension PageDatabase {
   public func attributes(of frame: PhysicalAddress) -> PageAttributes {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     let f = frame.alignedDown()
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
     var merged = page(f).pointee.attributes
     forEachEntry(of: f) { e in
       merged.formUnion(withOwner(of: e) { $0.pvAttributes(atLinear: PVEntry.linear(e)) })
@@ -25,7 +27,7 @@ extension PageDatabase {
   /// - Complexity: O(1) when cached, else O(mappings).
   public func isReferenced(_ frame: PhysicalAddress) -> Bool {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
-    if page(frame.alignedDown()).pointee.attributes.contains(.referenced) { return true }
+    if cachedAttributes(frame.alignedDown()).contains(.referenced) { return true }
     return attributes(of: frame).contains(.referenced)
   }
 
@@ -36,7 +38,7 @@ extension PageDatabase {
   /// - Complexity: O(1) when cached, else O(mappings).
   public func isModified(_ frame: PhysicalAddress) -> Bool {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
-    if page(frame.alignedDown()).pointee.attributes.contains(.modified) { return true }
+    if cachedAttributes(frame.alignedDown()).contains(.modified) { return true }
     return attributes(of: frame).contains(.modified)
   }
 
@@ -76,20 +78,31 @@ extension PageDatabase {
     clear(which, frame)
   }
 
+  /// The page's cached attributes, read under its lock.
+  @inlinable
+  func cachedAttributes(_ f: PhysicalAddress) -> PageAttributes {
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
+    return page(f).pointee.attributes
+  }
+
   /// Clears `which` everywhere; returns the merged attributes seen before the clear.
   func clear(_ which: PageAttributes, _ frame: PhysicalAddress) -> PageAttributes {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     let f = frame.alignedDown()
-    var seen = page(f).pointee.attributes
-    page(f).pointee.attributes.subtract(which)
-    forEachEntry(of: f) { e in
-      let old = settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e)
-      seen.formUnion(old)
-      // D cleared along with A stays recorded in the cache.
-      if old.contains(.modified) && !which.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
+    return withPendingRequests { pending in
+      var seen = page(f).pointee.attributes
+      page(f).pointee.attributes.subtract(which)
+      forEachEntry(of: f) { e in
+        let old = settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+        seen.formUnion(old)
+        // D cleared along with A stays recorded in the cache.
+        if old.contains(.modified) && !which.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
+      }
+      return seen
     }
-    if state.pointee.pending.count != 0 { reportPending() }
-    return seen
   }
 
   /// How many mappings had the accessed bit set, clearing it in each (FreeBSD's
@@ -102,15 +115,20 @@ extension PageDatabase {
   public func referencedCount(_ frame: PhysicalAddress) -> Int {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     let f = frame.alignedDown()
+    pageLock(f).lock()
+    defer { pageLock(f).unlock() }
     let cachedReference = page(f).pointee.attributes.contains(.referenced)
-    var count = 0
     page(f).pointee.attributes.remove(.referenced)
-    forEachEntry(of: f) { e in
-      let old = settle(withOwner(of: e) { $0.pvClear(.referenced, atLinear: PVEntry.linear(e)) }, for: e)
-      if old.contains(.referenced) { count += 1 }
-      if old.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
+    let count = withPendingRequests { pending in
+      var count = 0
+      forEachEntry(of: f) { e in
+        let old = settle(
+          withOwner(of: e) { $0.pvClear(.referenced, atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+        if old.contains(.referenced) { count += 1 }
+        if old.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
+      }
+      return count
     }
-    if state.pointee.pending.count != 0 { reportPending() }
     return count == 0 && cachedReference ? 1 : count
   }
 
@@ -126,41 +144,48 @@ extension PageDatabase {
     let f = frame.alignedDown()
     if protection.contains(.write) { return }
     if !protection.isEmpty {
-      forEachEntry(of: f) { e in
-        let attributes = settle(withOwner(of: e) { $0.pvWriteProtect(atLinear: PVEntry.linear(e)) }, for: e)
-        page(f).pointee.attributes.formUnion(attributes.intersection([.referenced, .modified]))
+      pageLock(f).lock()
+      defer { pageLock(f).unlock() }
+      withPendingRequests { pending in
+        forEachEntry(of: f) { e in
+          let attributes = settle(
+            withOwner(of: e) { $0.pvWriteProtect(atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+          page(f).pointee.attributes.formUnion(attributes.intersection([.referenced, .modified]))
+        }
       }
-      if state.pointee.pending.count != 0 { reportPending() }
       return
     }
     _ = removeAll(f)
   }
 
-  /// Removes every mapping of page `f`; returns how many there were.
+  /// Removes every mapping of page `f`; returns how many there were. Each removal needs the
+  /// mapping's pmap locked, against the lock order (pmap -> page): the pmap's lock is only
+  /// tried, and when it is busy the page's lock is dropped and the removal resumes after a
+  /// pause (NetBSD's `pmap_pp_remove` retries the same way).
   func removeAll(_ f: PhysicalAddress) -> Int {
-    // Take the list off the page first, then dismantle it.
+    let lock = pageLock(f)
     let p = page(f)
     var count = 0
-    var merged = p.pointee.attributes
-    var entry = p.pointee.head
-    var ref = p.pointee.firstNode
-    p.pointee.head = 0
-    p.pointee.setFirstNode(0)
-    while entry != 0 {
-      let linear = PVEntry.linear(entry)
-      merged.formUnion(
-        withOwner(of: entry) { $0.pvRemove(atLinear: linear) })
-      state.pointee.mappingCount -= 1
-      count += 1
-      if ref == 0 { break }
-      let n = node(ref)
-      entry = n[0]
-      let next = n[1]
-      freeNode(ref)
-      ref = next
+    while true {
+      lock.lock()
+      while p.pointee.head != 0 {
+        let entry = p.pointee.head
+        let pmapLock = slots[PVEntry.slot(entry)].lock.unsafelyUnwrapped
+        guard pmapLock.tryLock() else { break }
+        let attributes = withOwner(of: entry) { $0.pvRemove(atLinear: PVEntry.linear(entry)) }
+        remove(
+          slot: PVEntry.slot(entry), linear: PVEntry.linear(entry), frame: f, attributes: attributes, stash: nil)
+        pmapLock.unlock()
+        count += 1
+      }
+      if p.pointee.head == 0 {
+        lock.unlock()
+        return count
+      }
+      lock.unlock()
+      // The pmap holding its lock may be waiting for this page: let it finish.
+      if let yield = SpinLockBackoff.yield { yield() } else { for _ in 0..<256 where lock.isLocked { continue } }
     }
-    p.pointee.attributes = merged.subtracting(.writable)
-    return count
   }
 
   /// Removes every mapping of the page: ``protectPage(_:to:)`` with no rights

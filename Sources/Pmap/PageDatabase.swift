@@ -18,8 +18,16 @@
 /// Physical addresses outside the managed range (device memory, MMIO) are unmanaged: mapped
 /// without pv tracking and ignored by page operations.
 ///
-/// Thread safety: not locked yet; callers serialise. Lock order: pmap -> page (pv-list).
-public final class PageDatabase {
+/// Thread safety: every method may be called from any thread. Pages are locked by stripe (256
+/// spin locks, 16 consecutive frames per stripe, FreeBSD's `pv_list_locks`); a stripe lock
+/// guards the pv-lists and cached attributes of its pages. The node pool and the registry of
+/// pmaps have their own lock. Lock order: pmap -> page stripe -> pool -> frame allocator. A page
+/// operation starts from the page, so it only *tries* a pmap's lock and, when that fails,
+/// drops the stripe and starts over (NetBSD's `pmap_pp_remove` does the same).
+/// ``checkInvariants()`` must run while nothing else does.
+public final class PageDatabase: @unchecked Sendable {
+  // @unchecked: all mutable state is reached through raw pointers and guarded by the stripe
+  // and pool locks described above; the stored properties themselves are immutable.
   /// The direct map (pv nodes live in frames reached through it).
   public let memory: PhysicalMemory
   /// The first managed physical address.
@@ -31,6 +39,11 @@ public final class PageDatabase {
   @usableFromInline let allocator: any FrameAllocator
   @usableFromInline let state: UnsafeMutablePointer<PVState>
   @usableFromInline let slots: UnsafeMutablePointer<OwnerSlot>
+  /// One lock line per stripe: the lock, then counter 1 = mappings, 2 = pool nodes in use.
+  @usableFromInline let stripes: LockLines
+  /// The lock of the node pool and the registry (``state``, ``slots``).
+  @usableFromInline let poolLock: SpinLock
+  let poolLockLine: LockLines
   /// The most pmaps that can be registered at once.
   public let pmapCapacity: Int
 
@@ -63,6 +76,9 @@ public final class PageDatabase {
     slots.initialize(repeating: OwnerSlot(), count: pmapCapacity)
     state = .allocate(capacity: 1)
     state.initialize(to: PVState())
+    stripes = LockLines(count: PageStripes.count)
+    poolLockLine = LockLines(count: 1)
+    poolLock = poolLockLine.lock(0)
   }
 
   deinit {
@@ -75,9 +91,9 @@ public final class PageDatabase {
     }
     pages.deallocate()
     slots.deallocate()
-    state.pointee.pending.requests.deallocate()
-    state.pointee.pending.slots.deallocate()
     state.deallocate()
+    stripes.deallocate()
+    poolLockLine.deallocate()
   }
 
   /// Whether `address` lies in a managed frame.
@@ -91,12 +107,32 @@ public final class PageDatabase {
     pages + Int(truncatingIfNeeded: (address.rawValue &- base.rawValue) >> 12)
   }
 
-  /// Statistics of the pv machinery.
+  /// The stripe of managed page `f` (16 consecutive frames share one).
+  @inlinable @inline(__always)
+  func stripe(of f: PhysicalAddress) -> Int {
+    Int(truncatingIfNeeded: (f.rawValue &- base.rawValue) >> 16) & (PageStripes.count &- 1)
+  }
+
+  /// The lock guarding the pv-list and cached attributes of managed page `f`.
+  @inlinable @inline(__always)
+  func pageLock(_ f: PhysicalAddress) -> SpinLock { stripes.lock(stripe(of: f)) }
+
+  /// Statistics of the pv machinery (each counter read under its lock; a snapshot while
+  /// operations run).
   public var statistics: PVStatistics {
+    var mappings = 0
+    var nodes = 0
+    for i in 0..<PageStripes.count {
+      stripes.lock(i).lock()
+      mappings += stripes.counter(i, PageStripes.mappings).pointee
+      nodes += stripes.counter(i, PageStripes.nodesInUse).pointee
+      stripes.lock(i).unlock()
+    }
+    poolLock.lock()
     let s = state.pointee
+    poolLock.unlock()
     return PVStatistics(
-      mappings: s.mappingCount, overflowNodesInUse: s.nodesInUse, poolFrames: s.poolFrameCount,
-      registeredPmaps: s.registeredCount)
+      mappings: mappings, overflowNodesInUse: nodes, poolFrames: s.poolFrameCount, registeredPmaps: s.registeredCount)
   }
 
   /// Bytes of pv storage per mapping beyond the page metadata that exists anyway: 0 for a
@@ -167,32 +203,55 @@ public enum PVNode {
   @inlinable static var perFrame: Int { 255 }
 }
 
+/// The page stripes' layout.
+@usableFromInline
+enum PageStripes {
+  /// Stripes (a power of two).
+  @inlinable static var count: Int { 256 }
+  /// Counter index of the mappings of the stripe's pages.
+  @inlinable static var mappings: Int { 1 }
+  /// Counter index of the pool nodes the stripe's pages use.
+  @inlinable static var nodesInUse: Int { 2 }
+}
+
+/// The node pool and registry, guarded by ``PageDatabase/poolLock``.
 @usableFromInline
 struct PVState {
   @usableFromInline var freeNodes: UInt64 = 0  // physical address | 1 of the first free node
   @usableFromInline var freeNodeCount = 0
-  @usableFromInline var nodesInUse = 0
-  @usableFromInline var mappingCount = 0
   @usableFromInline var poolFrames: UInt64 = 0  // physical address of the last pool frame, linked
   @usableFromInline var poolFrameCount = 0
   @usableFromInline var registeredCount = 0
   @usableFromInline var freeSlotHint = 0
-  @usableFromInline var pending = PendingRequests()
+  @inlinable init() {}
+}
+
+/// A pmap's private cache of free pool nodes, guarded by the pmap's lock, so that `enter` takes
+/// a node without the pool lock (NetBSD's `pmap_enter` allocates its pv entries up front in the
+/// same spirit).
+@usableFromInline
+struct PVStash {
+  /// Physical address | 1 of the first node, or 0.
+  @usableFromInline var head: UInt64 = 0
+  @usableFromInline var count = 0
   @inlinable init() {}
 }
 
 /// A registered pmap: the object page operations call, and its format's bits.
 @usableFromInline
 struct OwnerSlot {
-  /// Retained by ``PageDatabase/register(_:)``, released by ``PageDatabase/unregister(slot:)``.
+  /// Retained by ``PageDatabase/register(_:lock:)``, released by ``PageDatabase/unregister(slot:)``.
   @usableFromInline var owner: Unmanaged<PVOwner>? = nil
+  /// The pmap's lock, which page operations try before removing a mapping.
+  @usableFromInline var lock: SpinLock? = nil
   /// The pmap's root and the identity of its invalidation sink, cached at registration.
   @usableFromInline var root = PhysicalAddress(truncating: 0)
   @usableFromInline var sink: ObjectIdentifier? = nil
   @inlinable init() {}
 }
 
-/// Invalidations a page operation owes, gathered across pmaps and reported once per sink.
+/// Invalidations a page operation owes, gathered across pmaps and reported once per sink: on the
+/// stack of the operation, so that operations on different pages never share it.
 @usableFromInline
 struct PendingRequests {
   @usableFromInline static var capacity: Int { 64 }
@@ -200,8 +259,8 @@ struct PendingRequests {
   @usableFromInline let requests: UnsafeMutablePointer<InvalidationRequest>
   @usableFromInline let slots: UnsafeMutablePointer<Int>
 
-  @inlinable init() {
-    requests = .allocate(capacity: Self.capacity)
-    slots = .allocate(capacity: Self.capacity)
+  @inlinable init(requests: UnsafeMutablePointer<InvalidationRequest>, slots: UnsafeMutablePointer<Int>) {
+    self.requests = requests
+    self.slots = slots
   }
 }

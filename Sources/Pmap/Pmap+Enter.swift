@@ -28,6 +28,8 @@ extension Pmap {
     _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection = [],
     options: EnterOptions = [], cacheMode: CacheMode = .writeBack, size: PageSize = .size4K
   ) throws(EnterError) {
+    lock.lock()
+    defer { lock.unlock() }
     if size == .size4K {
       try enterPage(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode)
     } else {
@@ -75,39 +77,21 @@ extension Pmap {
     // A managed 4 KiB page goes on its pv-list; large mappings are never pv-tracked (NetBSD's
     // x86 pmap uses large pages only for the kernel's own mappings).
     let managed = size == .size4K && isManaged(pa)
-    var grownPool: PhysicalAddress? = nil
-    if managed, let pages, pages.page(pa).pointee.head != 0, pages.state.pointee.freeNodeCount == 0,
-      !maps(va, to: pa)
-    {
-      // A further mapping of the page needs a pool node and the pool is empty: grow it now, before
-      // anything changes, and give the frame back if this call fails later.
-      do { grownPool = try pages.growPool() } catch {
-        if !options.contains(.canFail) {
-          preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
-        }
-        throw error
-      }
-    }
 
     // Walk down to the table at the leaf level, allocating what is missing. Unrolled: with the
     // page size known at the call site, the levels fold to constants.
     let leafLevel = size.leafLevel
     var table = root
     var allocated = false
-    do {
-      if leafLevel < .pml4 {
-        allocated = try descend(from: &table, at: .pml4, toward: leafLevel, for: va, options: options)
-      }
-      if !allocated && leafLevel < .pageDirectoryPointerTable {
-        allocated = try descend(
-          from: &table, at: .pageDirectoryPointerTable, toward: leafLevel, for: va, options: options)
-      }
-      if !allocated && leafLevel < .pageDirectory {
-        allocated = try descend(from: &table, at: .pageDirectory, toward: leafLevel, for: va, options: options)
-      }
-    } catch {
-      if let grownPool { pages.unsafelyUnwrapped.undoGrowth(grownPool) }
-      throw error
+    if leafLevel < .pml4 {
+      allocated = try descend(from: &table, at: .pml4, toward: leafLevel, for: va, options: options)
+    }
+    if !allocated && leafLevel < .pageDirectoryPointerTable {
+      allocated = try descend(
+        from: &table, at: .pageDirectoryPointerTable, toward: leafLevel, for: va, options: options)
+    }
+    if !allocated && leafLevel < .pageDirectory {
+      allocated = try descend(from: &table, at: .pageDirectory, toward: leafLevel, for: va, options: options)
     }
 
     let p = memory.entry(in: table, at: va.index(at: leafLevel).value)
@@ -126,17 +110,33 @@ extension Pmap {
 
     let old = p.load()
     if !Ops.isPresent(old) {
-      p.store(new)
+      if managed {
+        // The leaf and its pv entry appear together under the page's lock.
+        let pages = self.pages.unsafelyUnwrapped
+        let pageLock = pages.pageLock(pa)
+        pageLock.lock()
+        if pages.needsNode(pa) && pvStash.pointee.count == 0 {
+          do { try pages.refill(pvStash) } catch {
+            pageLock.unlock()
+            if allocated { freeEmptyTables(above: table, linear: va.linear) }
+            if !options.contains(.canFail) {
+              preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
+            }
+            throw error
+          }
+        }
+        p.store(new)
+        pages.insert(slot: pvSlot, linear: va.linear, frame: pa, stash: pvStash)
+        pageLock.unlock()
+      } else {
+        p.store(new)
+      }
       memory.adjustWireCount(of: table, by: 1)
       s.pointee.residentCount &+= pageCount
       if options.contains(.wired) { s.pointee.wiredCount &+= pageCount }
-      if managed { self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa) }
       return
     }
-    if leafLevel != .pageTable && !Ops.isLargeLeaf(old) {
-      if let grownPool { self.pages.unsafelyUnwrapped.undoGrowth(grownPool) }
-      throw .conflictsWithPageTable
-    }
+    if leafLevel != .pageTable && !Ops.isLargeLeaf(old) { throw .conflictsWithPageTable }
 
     let previous: UInt64
     if Ops.leafFrame(old, at: leafLevel) == pa {
@@ -145,9 +145,7 @@ extension Pmap {
       previous = p.update { current in new | (current & keep) }
       new |= previous & keep
     } else {
-      previous = p.exchange(new)
-      releasePVEntry(of: previous, at: leafLevel, linear: va.linear)
-      if managed { self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa) }
+      previous = try replace(p, old: old, with: new, at: leafLevel, linear: va.linear, options: options)
     }
     // The TLB can only hold a translation whose accessed bit was set.
     let ignored = Ops.hardwareBits | Ops.wiredBit | Ops.managedBit
@@ -157,6 +155,50 @@ extension Pmap {
     let wasWired = previous & Ops.wiredBit != 0
     if wasWired != options.contains(.wired) { s.pointee.wiredCount &+= wasWired ? -pageCount : pageCount }
     finishOperation()
+  }
+
+  /// Replaces the present leaf `p` (value `old`) by `new`, which maps another frame: the old
+  /// pv entry goes and the new one comes under both pages' locks (taken in stripe order), so
+  /// that page operations never see a leaf and a pv-list that disagree. Returns the final old
+  /// value.
+  ///
+  /// - Throws: ``EnterError/outOfPVEntries`` when the new page needs a pool node and none can be
+  ///   had; nothing changed then.
+  @inlinable @inline(never)
+  func replace(
+    _ p: EntryPointer, old: UInt64, with new: UInt64, at level: PageTableLevel, linear: UInt64, options: EnterOptions
+  ) throws(EnterError) -> UInt64 {
+    let newManaged = new & Ops.managedBit != 0
+    let oldManaged = old & Ops.managedBit != 0
+    guard newManaged || oldManaged, let pages else {
+      return p.exchange(new)
+    }
+    let newFrame = Ops.leafFrame(new, at: level)
+    let oldFrame = Ops.leafFrame(old, at: level)
+    var first = newManaged ? pages.stripe(of: newFrame) : pages.stripe(of: oldFrame)
+    var second = oldManaged ? pages.stripe(of: oldFrame) : first
+    if second < first { swap(&first, &second) }
+    pages.stripes.lock(first).lock()
+    if second != first { pages.stripes.lock(second).lock() }
+    defer {
+      if second != first { pages.stripes.lock(second).unlock() }
+      pages.stripes.lock(first).unlock()
+    }
+    if newManaged && pages.needsNode(newFrame) && pvStash.pointee.count == 0 {
+      do { try pages.refill(pvStash) } catch {
+        if !options.contains(.canFail) {
+          preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
+        }
+        throw error
+      }
+    }
+    let previous = p.exchange(new)
+    if oldManaged {
+      pages.remove(
+        slot: pvSlot, linear: linear, frame: oldFrame, attributes: Ops.pageAttributes(of: previous), stash: pvStash)
+    }
+    if newManaged { pages.insert(slot: pvSlot, linear: linear, frame: newFrame, stash: pvStash) }
+    return previous
   }
 
   /// The error ``enter(_:_:protection:access:options:cacheMode:size:)`` reports for arguments
@@ -174,13 +216,6 @@ extension Pmap {
     if protection.isEmpty { return .noRights }
     if !protection.isEncodable { return .writeWithoutRead }
     return .accessExceedsProtection
-  }
-
-  /// Whether a 4 KiB leaf maps `va` to `pa` already (a re-enter, which needs no pv entry).
-  @inlinable
-  func maps(_ va: VirtualAddress, to pa: PhysicalAddress) -> Bool {
-    guard let leaf = lookupPageLeaf(va) else { return false }
-    return Ops.leafFrame(leaf.value, at: .pageTable) == pa
   }
 
   /// One step of the walk in ``enter(_:_:protection:access:options:cacheMode:size:)``: moves

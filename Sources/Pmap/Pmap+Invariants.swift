@@ -45,6 +45,8 @@ extension Pmap {
   /// - Returns: the first violation found, or `nil`.
   /// - Complexity: O(page-table pages × 512).
   public func checkInvariants() -> InvariantViolation? {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     var resident = 0
     var wired = 0

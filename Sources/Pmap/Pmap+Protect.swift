@@ -13,6 +13,8 @@ extension Pmap {
   @inlinable @inline(__always)
   public func protect(_ range: VirtualRange, to protection: Protection) throws(RangeOperationError) {
     if protection.isEmpty { return try remove(range) }
+    lock.lock()
+    defer { lock.unlock() }
     if range.byteCount == 4096 {
       try protectPage(range.start, to: protection)
     } else {

@@ -12,6 +12,8 @@ extension Pmap {
   /// - Complexity: O(mapped pages in range + page-table pages visited); allocates nothing.
   @inlinable @inline(__always)
   public func remove(_ range: VirtualRange) throws(RangeOperationError) {
+    lock.lock()
+    defer { lock.unlock() }
     if range.byteCount == 4096 {
       try removePage(linear: range.linearStart)
     } else {
@@ -25,7 +27,9 @@ extension Pmap {
     if range.isEmpty { return }
     try checkRangeEnds(range)
     var visitor = RemoveVisitor(pmap: self)
+    defer { visitor.releasePageLock() }
     try traverse(root, .root, base: 0, lo: range.linearStart, hi: range.linearEnd, &visitor)
+    visitor.releasePageLock()
     finishOperation()
   }
 
@@ -77,12 +81,30 @@ extension Pmap {
     let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
     let e = p.load()
     guard Ops.isPresent(e) else { return 0 }
-    let old = p.exchange(0)
+    let old: UInt64
+    if updatingPVList && e & Ops.managedBit != 0 {
+      // The leaf and its pv entry go together under the page's lock.
+      let pageLock = pages.unsafelyUnwrapped.pageLock(Ops.leafFrame(e, at: .pageTable))
+      pageLock.lock()
+      old = p.exchange(0)
+      releasePVEntry(of: old, at: .pageTable, linear: linear)
+      pageLock.unlock()
+    } else {
+      old = p.exchange(0)
+    }
     accountRemoval(of: old, at: .pageTable, linear: linear)
-    if updatingPVList { releasePVEntry(of: old, at: .pageTable, linear: linear) }
-    // Cascade: drop the leaf's count, then free tables that became empty, bottom-up.
     memory.adjustWireCount(of: tables.0, by: -1)
-    if memory.wireCount(of: tables.0) != 1 { return old }
+    cascade(tables, linear: linear)
+    return old
+  }
+
+  /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty: `tables`
+  /// holds the page table, page directory and PDPT on that path (then the root). Each is
+  /// unlinked from its parent and retired until the invalidation covering it.
+  @inlinable
+  func cascade(_ tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress), linear: UInt64) {
+    let va = VirtualAddress(truncating: linear)
+    if memory.wireCount(of: tables.0) != 1 { return }
     for k in 0..<3 {
       let child = k == 0 ? tables.0 : (k == 1 ? tables.1 : tables.2)
       let parent = k == 0 ? tables.1 : (k == 1 ? tables.2 : root)
@@ -90,9 +112,31 @@ extension Pmap {
       memory.entry(in: parent, at: va.index(at: parentLevel).value).exchange(0)
       retireTable(child, linear: linear & ~(parentLevel.bytesPerEntry &- 1))
       memory.adjustWireCount(of: parent, by: -1)
-      if memory.wireCount(of: parent) != 1 { return old }
+      if memory.wireCount(of: parent) != 1 { return }
     }
-    return old
+  }
+
+  /// Undoes the page-table pages an `enter` of a 4 KiB page at `linear` has just allocated down
+  /// to the empty page table `leafTable`, when it fails after all: they are unlinked and released
+  /// once invalidated, as if never allocated.
+  @inlinable @inline(never)
+  func freeEmptyTables(above leafTable: PhysicalAddress, linear: UInt64) {
+    let va = VirtualAddress(truncating: linear)
+    var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
+    var table = root
+    var level = PageTableLevel.root
+    while level != .pageTable {
+      table = Ops.tableFrame(memory.entry(in: table, at: va.index(at: level).value).load())
+      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+      switch level {
+      case .pageDirectoryPointerTable: tables.2 = table
+      case .pageDirectory: tables.1 = table
+      default: tables.0 = table
+      }
+    }
+    precondition(tables.0 == leafTable, "Pmap: freeEmptyTables off the path")
+    cascade(tables, linear: linear)
+    finishOperation()
   }
 }
 
@@ -109,30 +153,53 @@ extension Pmap {
 
   /// Takes the pv entry of a leaf just swapped out (its value `old`) off its page's list and
   /// merges what the entry recorded into the page's attributes; nothing for an untracked leaf.
+  ///
+  /// - Precondition: the caller holds the page's lock.
   @inlinable @inline(__always)
   func releasePVEntry(of old: UInt64, at level: PageTableLevel, linear: UInt64) {
     guard old & Ops.managedBit != 0 else { return }
     pages.unsafelyUnwrapped.remove(
-      slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
+      slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old),
+      stash: pvStash)
   }
 }
 
 @usableFromInline
 struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   @usableFromInline let pmapRef: Unmanaged<Pmap<Ops>>
+  /// The page stripe whose lock the visit holds, or -1: consecutive pages of one stripe are
+  /// removed under one acquisition.
+  @usableFromInline var heldStripe = -1
   @inlinable init(pmap: Pmap<Ops>) { self.pmapRef = Unmanaged.passUnretained(pmap) }
   @inlinable static var removesEntries: Bool { true }
   @inlinable static var requiresWholeLargePages: Bool { true }
 
   /// Swaps the leaf out and settles the statistics and the invalidation it owes
-  /// (NetBSD's `pmap_remove_pte`).
+  /// (NetBSD's `pmap_remove_pte`); a managed leaf goes with its pv entry under its page's lock.
   @inlinable @inline(__always)
   mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
-    pmapRef._withUnsafeGuaranteedRef { pmap in
-      let old = p.exchange(0)
-      pmap.accountRemoval(of: old, at: level, linear: linear)
-      pmap.releasePVEntry(of: old, at: level, linear: linear)
+    let pmap = pmapRef.takeUnretainedValue()
+    if entry & Ops.managedBit != 0 {
+      let pages = pmap.pages.unsafelyUnwrapped
+      let stripe = pages.stripe(of: Ops.leafFrame(entry, at: level))
+      if stripe != heldStripe {
+        if heldStripe >= 0 { pages.stripes.lock(heldStripe).unlock() }
+        pages.stripes.lock(stripe).lock()
+        heldStripe = stripe
+      }
     }
+    let old = p.exchange(0)
+    pmap.accountRemoval(of: old, at: level, linear: linear)
+    pmap.releasePVEntry(of: old, at: level, linear: linear)
     return true
+  }
+
+  /// Releases the page lock the visit holds, if any.
+  @inlinable
+  mutating func releasePageLock() {
+    if heldStripe >= 0 {
+      pmapRef._withUnsafeGuaranteedRef { $0.pages.unsafelyUnwrapped.stripes.lock(heldStripe).unlock() }
+      heldStripe = -1
+    }
   }
 }

@@ -6,6 +6,8 @@ extension Pmap {
   /// - Complexity: O(1).
   @inlinable
   public func unwire(_ va: VirtualAddress) throws(UnwireError) {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     guard let leaf = lookupLeaf(va) else { throw .notMapped }
     let old = leaf.entry.clearBits(Ops.wiredBit)

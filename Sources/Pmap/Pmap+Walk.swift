@@ -26,6 +26,10 @@ extension Pmap {
   /// NetBSD walks EPT "via the direct map" (`pmap_ept_get_tree`); native walks use the
   /// recursive slot there, but a direct map serves both formats here.
   ///
+  /// Reads without the pmap's lock: use it where no operation runs on this pmap at the same
+  /// time (tests, tools), or where a snapshot is enough; the entry pointer stays valid only while
+  /// the mapping does.
+  ///
   /// - Complexity: O(1): at most four loads.
   @inlinable @inline(__always)
   public func lookupLeaf(_ va: VirtualAddress) -> LeafLookup? {
@@ -59,7 +63,10 @@ extension Pmap {
   /// Visits every page-table page, the root first, with its level (for checkers and tools).
   ///
   /// - Complexity: proportional to the number of page-table pages times 512.
+  /// - Precondition: `body` does not call back into this pmap (it runs with the lock held).
   public func forEachPageTablePage(_ body: (PhysicalAddress, PageTableLevel) -> Void) {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     visitTables(root, .root, body)
   }
@@ -77,7 +84,10 @@ extension Pmap {
   /// Visits every leaf mapping in `range`, in address order.
   ///
   /// - Complexity: proportional to what is mapped in the range, not to its size.
+  /// - Precondition: `body` does not call back into this pmap (it runs with the lock held).
   public func forEachMapping(in range: VirtualRange = .lowerHalf, _ body: (VirtualAddress, Translation) -> Void) {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     withoutActuallyEscaping(body) { body in
       var visitor = MappingVisitor<Ops>(body: body)

@@ -1,5 +1,15 @@
-// Lock order (issue "Concurrency and robustness" makes the locks real; the order is fixed now):
-//   object (UVMLite guest memory) -> pmap -> pv-list of a page -> frame allocator.
+// Locking (see Documentation/Architecture.md, "Locks and atomicity"):
+//   Lock order: object (UVMLite guest memory) -> pmap -> page stripe (pv-list) -> pv pool
+//   -> frame allocator. Every lock is a SpinLock (an Atomic word; no Mutex on bare metal).
+//   - The pmap lock guards the pmap's tree structure, counters, invalidation batch and pv stash:
+//     every public operation takes it once.
+//   - A page stripe lock guards the pv-lists and cached attributes of 16 consecutive frames; a
+//     managed leaf is installed or removed together with its pv entry under it, so that while a
+//     page's lock is held, its pv entries and the leaves mapping it agree exactly.
+//   - Page operations start from the page (stripe lock) and read or CAS the leaves they find
+//     without the pmap lock (the leaf, and so its tables, cannot go away while the page is
+//     locked); removing a mapping needs the pmap lock too, which they only try (retrying after
+//     dropping the page lock), since that goes against the order.
 // Page-table entries are never protected by a lock against the MMU: every change to an entry the
 // hardware may be updating goes through EntryPointer's atomic exchange / compare-and-swap.
 
@@ -14,9 +24,14 @@
 /// freed as soon as it becomes empty, after the invalidation that covers it has been reported to
 /// the ``InvalidationSink``.
 ///
-/// Thread safety: a `Pmap` is not internally locked yet; the caller serialises operations on one
-/// pmap. The MMU may update A/D bits concurrently at any time: that is always safe.
-public final class Pmap<Ops: PTEOps> {
+/// Thread safety: every operation may be called from any thread; each takes the pmap's spin
+/// lock once (NetBSD's `pm_lock`). Page operations of ``PageDatabase`` may run concurrently on
+/// the same pmap. The MMU may update A/D bits concurrently at any time: that is always safe.
+/// ``lookupLeaf(_:)`` alone reads without the lock (a snapshot). The frame allocator and the
+/// invalidation sink are called with the lock held and must be thread-safe themselves.
+public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
+  // @unchecked: the stored properties are immutable; the mutable state behind `state` and the
+  // lock line is only touched with the pmap's lock held (or atomically, for entries).
   /// The direct map and page-table-page counters this pmap uses.
   public let memory: PhysicalMemory
   @usableFromInline let allocator: any FrameAllocator
@@ -31,6 +46,12 @@ public final class Pmap<Ops: PTEOps> {
   /// modified, and every change to it is invalidated (NetBSD's answer, `pmap_ept_has_ad`).
   public let hardwareManagesAccessedDirty: Bool
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
+  /// The pmap's lock word and, on the same cache line, its stash of pv nodes.
+  @usableFromInline let lockLine: LockLines
+  /// The pmap's lock.
+  @inlinable var lock: SpinLock { lockLine.lock(0) }
+  /// Free pv nodes kept for this pmap's `enter` (guarded by ``lock``).
+  @inlinable var pvStash: UnsafeMutablePointer<PVStash> { lockLine.payload(0, as: PVStash.self) }
   /// The managed pages this pmap tracks mappings of, if any.
   public let pages: PageDatabase?
   /// This pmap's slot in ``pages``' registry.
@@ -58,18 +79,21 @@ public final class Pmap<Ops: PTEOps> {
     self.kind = kind
     self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
     self.state = PmapState.make(Ops.self, kind: kind, hardwareAD: hardwareManagesAccessedDirty)
+    self.lockLine = LockLines(count: 1)
+    lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())
     self.pages = pages
     if let pages {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
-      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self))
+      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self), lock: lockLine.lock(0))
     }
   }
 
   deinit {
     if !state.pointee.isDestroyed { destroy() }
     PmapState.free(state)
+    lockLine.deallocate()
   }
 
   /// Removes every mapping, frees every page-table page including the root, and reports the
@@ -79,19 +103,38 @@ public final class Pmap<Ops: PTEOps> {
   /// - Complexity: proportional to the populated part of the tree.
   /// - Precondition: not already destroyed.
   public func destroy() {
+    lock.lock()
     checkAlive()
     // Whole halves never split a large mapping, so neither call can fail.
-    _ = try? remove(.lowerHalf)
-    _ = try? remove(.upperHalf)
+    _ = try? removeRange(.lowerHalf)
+    _ = try? removeRange(.upperHalf)
     flushInvalidations()
     state.pointee.isDestroyed = true
     memory.setWireCount(of: root, to: 0)
     allocator.releaseFrame(root)
+    pages?.drain(pvStash)
+    lock.unlock()
     pages?.unregister(slot: pvSlot)
   }
 
   /// Whether ``destroy()`` has run.
-  public var isDestroyed: Bool { state.pointee.isDestroyed }
+  public var isDestroyed: Bool { withLock { state.pointee.isDestroyed } }
+
+  /// Runs `body` with the pmap's lock held.
+  @inlinable @inline(__always)
+  func withLock<R>(_ body: () throws(RangeOperationError) -> R) throws(RangeOperationError) -> R {
+    lock.lock()
+    defer { lock.unlock() }
+    return try body()
+  }
+
+  /// Runs `body` with the pmap's lock held.
+  @inlinable @inline(__always)
+  func withLock<R>(_ body: () -> R) -> R {
+    lock.lock()
+    defer { lock.unlock() }
+    return body()
+  }
 
   @inlinable @inline(__always)
   func checkAlive() {
@@ -101,9 +144,11 @@ public final class Pmap<Ops: PTEOps> {
   /// The pmap's counters (`pmap_resident_count`, `pmap_wired_count`).
   @inlinable
   public var statistics: PmapStatistics {
-    PmapStatistics(
-      residentPages: state.pointee.residentCount, wiredPages: state.pointee.wiredCount,
-      pageTablePages: state.pointee.pageTablePageCount)
+    withLock {
+      PmapStatistics(
+        residentPages: state.pointee.residentCount, wiredPages: state.pointee.wiredCount,
+        pageTablePages: state.pointee.pageTablePageCount)
+    }
   }
 }
 

@@ -52,6 +52,8 @@ extension Pmap {
   /// - Complexity: O(1), at most four loads; allocates nothing.
   @inlinable @inline(__always)
   public func extract(_ va: VirtualAddress) -> PhysicalAddress? {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     guard let leaf = lookupLeaf(va) else { return nil }
     return PhysicalAddress(
@@ -63,6 +65,8 @@ extension Pmap {
   /// - Complexity: O(1).
   @inlinable
   public func translation(of va: VirtualAddress) -> Translation? {
+    lock.lock()
+    defer { lock.unlock() }
     checkAlive()
     guard let leaf = lookupLeaf(va) else { return nil }
     return Translation.decode(

@@ -18,6 +18,7 @@ public final class SimulatedRAM: @unchecked Sendable {
   /// - Precondition: the host can reserve the address space (MAP_NORESERVE).
   public init(size: UInt64, physicalAddressBits: Int = 52) {
     precondition(size > 0 && size & 0xfff == 0, "SimulatedRAM: size must be a positive multiple of 4 KiB")
+    HostLocks.install()  // a host process: contended spin locks yield (see HostLocks)
     self.size = size
     base = Self.reserve(Int(size))
     counters = Self.reserve(Int(size >> 12) * 2)
@@ -53,5 +54,15 @@ public final class SimulatedRAM: @unchecked Sendable {
   public func frameContents(_ frame: PhysicalAddress) -> [UInt64] {
     let p = memory.pointer(to: frame).assumingMemoryBound(to: UInt64.self)
     return Array(UnsafeBufferPointer(start: p, count: 512))
+  }
+}
+
+/// Host-side settings of the library's spin locks.
+public enum HostLocks {
+  /// Makes a waiter on a contended ``SpinLock`` yield its time slice (`sched_yield`) after
+  /// spinning a while, so that a preempted lock holder can run: what a user-space host wants
+  /// (a kernel would keep spinning). Idempotent.
+  public static func install() {
+    SpinLockBackoff.yield = { _ = sched_yield() }
   }
 }

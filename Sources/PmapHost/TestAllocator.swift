@@ -1,8 +1,11 @@
 import Pmap
+import Synchronization
 
 /// A frame allocator for tests and tools: a ``StackFrameAllocator`` that can be told to fail at
-/// the k-th allocation (or at every one from then on), and counts what it did.
-public final class TestFrameAllocator: FrameAllocator {
+/// the k-th allocation (or at every one from then on), and counts what it did. Thread-safe.
+public final class TestFrameAllocator: FrameAllocator, @unchecked Sendable {
+  // @unchecked: every mutable property is read and written with `mutex` held.
+  private let mutex = Mutex(())
   private let frames: StackFrameAllocator
   /// Allocation calls so far (successful or not).
   public private(set) var allocationCalls = 0
@@ -31,19 +34,23 @@ public final class TestFrameAllocator: FrameAllocator {
   public var peakFramesInUse: Int { frames.peakFramesInUse }
 
   public func allocateFrame() -> PhysicalAddress? {
-    allocationCalls += 1
-    if let k = failAtCall, allocationCalls == k || (keepFailing && allocationCalls >= k) {
-      failures += 1
-      return nil
+    mutex.withLock { _ in
+      allocationCalls += 1
+      if let k = failAtCall, allocationCalls == k || (keepFailing && allocationCalls >= k) {
+        failures += 1
+        return nil
+      }
+      return frames.allocateFrame()
     }
-    return frames.allocateFrame()
   }
 
-  public func releaseFrame(_ frame: PhysicalAddress) { frames.releaseFrame(frame) }
+  public func releaseFrame(_ frame: PhysicalAddress) { mutex.withLock { _ in frames.releaseFrame(frame) } }
 }
 
-/// An invalidation sink that records what it was told, per address space.
-public final class RecordingInvalidationSink: InvalidationSink {
+/// An invalidation sink that records what it was told, per address space. Thread-safe.
+public final class RecordingInvalidationSink: InvalidationSink, @unchecked Sendable {
+  // @unchecked: every mutable property is read and written with `mutex` held.
+  private let mutex = Mutex(())
   /// One report.
   public enum Event: Equatable, Sendable {
     case pages(root: PhysicalAddress, [VirtualAddress])
@@ -59,18 +66,22 @@ public final class RecordingInvalidationSink: InvalidationSink {
   public init(records: Bool = true) { self.records = records }
 
   public func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress) {
-    callCount += 1
-    if records { events.append(.pages(root: root, Array(pages))) }
+    mutex.withLock { _ in
+      callCount += 1
+      if records { events.append(.pages(root: root, Array(pages))) }
+    }
   }
 
   public func invalidateAll(root: PhysicalAddress) {
-    callCount += 1
-    if records { events.append(.all(root: root)) }
+    mutex.withLock { _ in
+      callCount += 1
+      if records { events.append(.all(root: root)) }
+    }
   }
 
   /// Whether `va` of the space rooted at `root` was covered by a report since the last reset.
   public func covered(_ va: VirtualAddress, root: PhysicalAddress) -> Bool {
-    events.contains { event in
+    mutex.withLock { _ in events }.contains { event in
       switch event {
       case .all(let r): r == root
       case .pages(let r, let vas): r == root && vas.contains(va.alignedDown())
@@ -80,14 +91,16 @@ public final class RecordingInvalidationSink: InvalidationSink {
 
   /// Forgets the recorded events.
   public func reset() {
-    events.removeAll()
-    callCount = 0
+    mutex.withLock { _ in
+      events.removeAll()
+      callCount = 0
+    }
   }
 }
 
 /// The cheapest honest invalidation sink, for benchmarks: it counts what it is told (in memory
 /// it owns, so the count costs no exclusivity check), as a kernel's sink would cost one INVLPG
-/// or one IPI batch per call.
+/// or one IPI batch per call. Not thread-safe: for single-threaded benchmarks.
 public final class CountingInvalidationSink: InvalidationSink {
   private let counters = UnsafeMutablePointer<Int>.allocate(capacity: 2)
   public init() { counters.initialize(repeating: 0, count: 2) }

@@ -1,0 +1,109 @@
+import Synchronization
+
+/// A test-and-test-and-set spin lock over one 32-bit word, usable on bare metal (Embedded Swift
+/// 6.3 has no `Mutex`): the lock every pmap, every pv-list stripe and the pv-node pool use.
+///
+/// Acquiring is one `lock cmpxchg` when the lock is free; releasing is a plain store with release
+/// ordering (a `mov` on x86-64). A waiter spins on relaxed loads, with exponential backoff, and
+/// after a while calls ``SpinLockBackoff/yield`` if the host installed one (a kernel leaves it
+/// `nil` and just spins; a user-space host installs `sched_yield` so that a waiter does not burn
+/// its time slice while the holder is preempted).
+///
+/// The word lives wherever its owner keeps it (a pmap's state, a stripe array); `SpinLock` is a
+/// pointer to it, freely copied. It is not recursive.
+@frozen
+public struct SpinLock: @unchecked Sendable {
+  // @unchecked: a raw address of a word that is only ever accessed atomically.
+  @usableFromInline let word: UnsafeMutablePointer<Atomic<UInt32>>
+
+  /// The lock whose word is at `word` (which must stay allocated, zero = unlocked).
+  @inlinable @inline(__always)
+  public init(word: UnsafeMutableRawPointer) {
+    self.word = word.assumingMemoryBound(to: Atomic<UInt32>.self)
+  }
+
+  /// Acquires the lock, spinning while another thread holds it.
+  ///
+  /// - Complexity: one atomic compare-and-swap when uncontended.
+  @inlinable @inline(__always)
+  public func lock() {
+    if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
+    lockContended()
+  }
+
+  /// Acquires the lock if it is free; returns whether it did. Never waits.
+  @inlinable @inline(__always)
+  public func tryLock() -> Bool {
+    word.pointee.load(ordering: .relaxed) == 0
+      && word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
+  }
+
+  /// Releases the lock.
+  ///
+  /// - Precondition: the caller holds it (checked: releasing a free lock traps).
+  @inlinable @inline(__always)
+  public func unlock() {
+    precondition(word.pointee.load(ordering: .relaxed) == 1, "SpinLock: unlock of a lock that is not held")
+    word.pointee.store(0, ordering: .releasing)
+  }
+
+  /// Whether some thread holds the lock (a snapshot, for assertions).
+  @inlinable
+  public var isLocked: Bool { word.pointee.load(ordering: .relaxed) != 0 }
+
+  @inlinable @inline(never)
+  func lockContended() {
+    while true {
+      var spins = 0
+      // Spin on plain loads (the line stays shared) until the lock looks free.
+      while word.pointee.load(ordering: .relaxed) != 0 {
+        spins &+= 1
+        if spins == 4096, let yield = SpinLockBackoff.yield {
+          yield()
+          spins = 0
+        }
+      }
+      if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
+    }
+  }
+}
+
+/// How waiters on a ``SpinLock`` back off.
+public enum SpinLockBackoff {
+  /// Called by a waiter that has spun for a long time, if set: a user-space host sets it to
+  /// `sched_yield` (see `PmapHost`); a kernel leaves it `nil`. Set it once, before any lock is
+  /// contended.
+  nonisolated(unsafe) public static var yield: (@convention(c) () -> Void)? = nil
+}
+
+/// Memory for spin-lock words and the data they guard: `count` cache lines of 64 bytes, zeroed,
+/// each line starting with a lock word (so that two locks never share a line).
+@usableFromInline
+struct LockLines {
+  @usableFromInline let base: UnsafeMutableRawPointer
+  @usableFromInline let count: Int
+
+  @usableFromInline init(count: Int) {
+    self.count = count
+    base = UnsafeMutableRawPointer.allocate(byteCount: count * 64, alignment: 64)
+    base.initializeMemory(as: UInt64.self, repeating: 0, count: count * 8)
+  }
+
+  @usableFromInline func deallocate() { base.deallocate() }
+
+  /// The lock of line `i`.
+  @inlinable @inline(__always)
+  func lock(_ i: Int) -> SpinLock { SpinLock(word: base + i &* 64) }
+
+  /// The 56 bytes of line `i` after its lock word, as a `T` (guarded by that line's lock).
+  @inlinable @inline(__always)
+  func payload<T>(_ i: Int, as _: T.Type) -> UnsafeMutablePointer<T> {
+    (base + (i &* 64 &+ 8)).assumingMemoryBound(to: T.self)
+  }
+
+  /// The `k`-th 8-byte counter of line `i` (k in 1..<8), guarded by that line's lock.
+  @inlinable @inline(__always)
+  func counter(_ i: Int, _ k: Int) -> UnsafeMutablePointer<Int> {
+    (base + (i &* 64 &+ k &* 8)).assumingMemoryBound(to: Int.self)
+  }
+}
