@@ -129,7 +129,8 @@ public final class KVMAccessHarness {
   private func configureLongMode() {
     var s = baseRegisters
     s.cr0 = 0x8004_0033 | (mode.writeProtect ? 1 << 16 : 0)
-    s.cr4 = 1 << 5 | (mode.supervisorModeExecutionPrevention ? 1 << 20 : 0)
+    s.cr4 =
+      1 << 5 | (mode.supervisorModeExecutionPrevention ? 1 << 20 : 0)
       | (mode.supervisorModeAccessPrevention ? 1 << 21 : 0)
     s.efer = 0x500 | (mode.noExecuteEnabled ? 1 << 11 : 0)
     s.gdt = kvm_dtable(base: HarnessLayout.descriptorTables, limit: 0x37, padding: (0, 0, 0))

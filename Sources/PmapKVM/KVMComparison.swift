@@ -92,7 +92,8 @@ public struct KVMComparisonResult: Sendable, CustomStringConvertible {
 
   private func formatted(_ seconds: Double) -> String {
     let milliseconds = Int((seconds * 1000).rounded())
-    return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - String(milliseconds % 1000).count))\(milliseconds % 1000)"
+    return
+      "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - String(milliseconds % 1000).count))\(milliseconds % 1000)"
   }
 }
 
@@ -154,7 +155,8 @@ public enum KVMComparison {
     }
     var result = KVMComparisonResult(
       seed: seed, mode: scenario.mode, features: harness.features, accesses: kvm.count,
-      completed: kvm.filter { if case .completed = $0 { true } else { false } }.count, faultsByVector: faults, entriesCompared: 0,
+      completed: kvm.filter { if case .completed = $0 { true } else { false } }.count, faultsByVector: faults,
+      entriesCompared: 0,
       entriesChangedByRun: 0, dataWordsCompared: 0, outcomeMismatches: outcomeMismatches, entryMismatches: [],
       dataMismatches: [], kvmRuns: harness.runCount, kvmSeconds: seconds(kvmTime), modelSeconds: seconds(modelTime),
       edits: scenario.edits, coverage: coverage)

@@ -142,14 +142,18 @@ public final class KVMScenario {
           let va = VirtualAddress(base + UInt64(slot) << 21)
           let pa = PhysicalAddress(UInt64.random(in: largeFrames, using: &rng) << 21)
           let protection = Self.randomProtection(&rng)
-          let access: Protection = rng.chance(0.5) ? [] : (rng.chance(0.5) ? .read : protection.intersection(.readWrite))
-          if (try? pmap.enter(va, pa, protection: protection, access: access, size: .size2M)) != nil { count("enter 2M") }
+          let access: Protection =
+            rng.chance(0.5) ? [] : (rng.chance(0.5) ? .read : protection.intersection(.readWrite))
+          if (try? pmap.enter(va, pa, protection: protection, access: access, size: .size2M)) != nil {
+            count("enter 2M")
+          }
         }
         for _ in 0..<160 {
           let va = VirtualAddress(base + UInt64.random(in: 0..<(Self.regionBytes >> 12), using: &rng) << 12)
           let pa = PhysicalAddress(UInt64.random(in: smallFrames, using: &rng) << 12)
           let protection = Self.randomProtection(&rng)
-          let access: Protection = rng.chance(0.5) ? [] : (rng.chance(0.5) ? .read : protection.intersection(.readWrite))
+          let access: Protection =
+            rng.chance(0.5) ? [] : (rng.chance(0.5) ? .read : protection.intersection(.readWrite))
           if (try? pmap.enter(va, pa, protection: protection, access: access)) != nil { count("enter 4K") }
         }
         for _ in 0..<6 {
@@ -247,11 +251,11 @@ public final class KVMScenario {
     script.reserveCapacity(count)
     for i in 0..<count {
       var linear: UInt64
-      let where_ = UInt64.random(in: 0..<100, using: &rng)
-      if where_ < 3 || mapped.isEmpty {
+      let placement = UInt64.random(in: 0..<100, using: &rng)
+      if placement < 3 || mapped.isEmpty {
         // Nothing below the root here.
         linear = emptyRegion + UInt64.random(in: 0..<(1 << 30), using: &rng) & ~7
-      } else if where_ < 35 {
+      } else if placement < 35 {
         // Anywhere in a region: mostly unmapped pages next to mapped ones.
         linear = regions.randomElement(using: &rng)! + UInt64.random(in: 0..<regionBytes, using: &rng) & ~7
       } else {

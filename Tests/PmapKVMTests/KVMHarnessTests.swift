@@ -40,7 +40,9 @@ struct KVMHarnessTests {
     #expect(rx.load() & (NativePTE.accessed | NativePTE.dirty) == NativePTE.accessed)
     #expect(ro.load() & (NativePTE.accessed | NativePTE.dirty) == 0)
     // The write landed in frame 0 at offset 0x10.
-    #expect(space.machine.ram.load(at: PhysicalAddress(space.machine.dataFrame(HarnessLayout.frameCount).rawValue + 0x10)) == 0xabc3)
+    #expect(
+      space.machine.ram.load(at: PhysicalAddress(space.machine.dataFrame(HarnessLayout.frameCount).rawValue + 0x10))
+        == 0xabc3)
   }
 
   @Test("supervisor pages, SMAP with and without EFLAGS.AC, SMEP, CR0.WP")

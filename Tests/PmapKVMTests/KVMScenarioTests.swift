@@ -56,4 +56,3 @@ struct KVMScenarioTests {
     #expect(tssHigh == 0xffff_ff80)
   }
 }
-
