@@ -20,8 +20,9 @@ public enum GuestPrivilege: UInt8, Hashable, Sendable, CaseIterable {
 
 /// One access of a script.
 public struct ScriptedAccess: Hashable, Sendable, CustomStringConvertible {
-  /// The linear address (8-byte aligned, so an access never crosses a page).
-  public var address: VirtualAddress
+  /// The linear address (8-byte aligned, so an access never crosses a page). It may be
+  /// non-canonical: such an access raises #GP(0) before any page walk.
+  public var linear: UInt64
   /// Read, write or fetch.
   public var kind: AccessKind
   /// CPL3 or CPL0.
@@ -32,24 +33,38 @@ public struct ScriptedAccess: Hashable, Sendable, CustomStringConvertible {
   /// The value a write stores.
   public var value: UInt64
 
-  /// Creates an access.
+  /// Creates an access to the (canonical) `address`.
   ///
   /// - Precondition: `address` is 8-byte aligned.
   public init(
     _ kind: AccessKind, _ address: VirtualAddress, privilege: GuestPrivilege = .user,
     alignmentCheckFlag: Bool = false, value: UInt64 = 0
   ) {
-    precondition(address.rawValue & 7 == 0, "ScriptedAccess: the address must be 8-byte aligned")
+    self.init(
+      kind, linear: address.rawValue, privilege: privilege, alignmentCheckFlag: alignmentCheckFlag, value: value)
+  }
+
+  /// Creates an access to `linear`, canonical or not.
+  ///
+  /// - Precondition: `linear` is 8-byte aligned.
+  public init(
+    _ kind: AccessKind, linear: UInt64, privilege: GuestPrivilege = .user, alignmentCheckFlag: Bool = false,
+    value: UInt64 = 0
+  ) {
+    precondition(linear & 7 == 0, "ScriptedAccess: the address must be 8-byte aligned")
     self.kind = kind
-    self.address = address
+    self.linear = linear
     self.privilege = privilege
     self.alignmentCheckFlag = alignmentCheckFlag
     self.value = value
   }
 
+  /// Whether the address is canonical for 4-level paging (bits 63-47 equal).
+  public var isCanonical: Bool { VirtualAddress.isCanonical(linear) }
+
   public var description: String {
     let cpl = privilege == .user ? "CPL3" : (alignmentCheckFlag ? "CPL0+AC" : "CPL0")
-    return "\(kind) 0x\(String(address.rawValue, radix: 16)) at \(cpl)"
+    return "\(kind) 0x\(String(linear, radix: 16)) at \(cpl)"
   }
 }
 

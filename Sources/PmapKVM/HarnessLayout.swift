@@ -75,8 +75,8 @@ public enum HarnessLayout {
   static var kernelAccessStackTop: UInt64 { kernelStack + 0x800 }
   static var kernelStackTop: UInt64 { kernelStack + 0x1000 }
 
-  /// Whether `address` lies in a slot the harness reserves.
-  public static func isReserved(_ address: VirtualAddress) -> Bool {
-    reservedSlots.contains(address.index(at: .pml4).value)
+  /// Whether `linear` is a canonical address in a slot the harness reserves.
+  public static func isReserved(_ linear: UInt64) -> Bool {
+    VirtualAddress.isCanonical(linear) && reservedSlots.contains(Int((linear >> 39) & 511))
   }
 }

@@ -185,7 +185,7 @@ public final class KVMAccessHarness {
     for slot in HarnessLayout.reservedSlots where memory.entry(in: root, at: slot).load() != 0 {
       throw .invalidScenario("top-level slot \(slot) is in use; the harness reserves slots 255 and 511")
     }
-    for access in script where HarnessLayout.isReserved(access.address) {
+    for access in script where HarnessLayout.isReserved(access.linear) {
       throw .invalidScenario("\(access) touches a slot the harness reserves")
     }
     for slot in HarnessLayout.reservedSlots {
@@ -213,7 +213,7 @@ public final class KVMAccessHarness {
     let user = access.privilege == .user
     let stub = (user ? HarnessLayout.userCode : HarnessLayout.kernelCode) + HarnessLayout.stubOffset(access.kind)
     var r = kvm_regs()
-    r.rax = access.address.rawValue
+    r.rax = access.linear
     r.rbx = access.value
     r.rcx = HarnessLayout.userReport
     r.rip = stub
@@ -229,8 +229,9 @@ public final class KVMAccessHarness {
     case .output(HarnessLayout.faultPort, _):
       let f = try machine.registers()
       let vector = UInt8(truncatingIfNeeded: f.rbx)
-      let expectedRIP =
-        access.kind == .fetch ? access.address.rawValue : stub  // the access is the stub's first instruction
+      // The access is the stub's first instruction; a fetch faults at its target, unless the
+      // target is not canonical: then `call` itself raises #GP.
+      let expectedRIP = access.kind == .fetch && access.isCanonical ? access.linear : stub
       guard f.rsi == expectedRIP, f.rdi & 3 == UInt64(access.privilege.rawValue) else {
         throw .unexpectedExit(
           "\(access): vector \(vector) error 0x\(String(f.rcx, radix: 16)) at RIP 0x\(String(f.rsi, radix: 16)) "

@@ -249,10 +249,15 @@ public final class KVMScenario {
     let regions = userRegions + kernelRegions
     var script: [ScriptedAccess] = []
     script.reserveCapacity(count)
+    let large = mapped.filter { $0.1 > 4096 }
     for i in 0..<count {
       var linear: UInt64
       let placement = UInt64.random(in: 0..<100, using: &rng)
-      if placement < 3 || mapped.isEmpty {
+      if placement < 1 {
+        // Not canonical (#GP before any walk): just above the lower half, or bit 63 alone.
+        let low = UInt64.random(in: 0..<(1 << 46), using: &rng) & ~7
+        linear = rng.chance(0.5) ? 1 << 47 | low : 1 << 63 | low
+      } else if placement < 4 || mapped.isEmpty {
         // Nothing below the root here.
         linear = emptyRegion + UInt64.random(in: 0..<(1 << 30), using: &rng) & ~7
       } else if placement < 35 {
@@ -261,7 +266,6 @@ public final class KVMScenario {
       } else {
         // In a page the pmaps mapped (the hand edits may have made it fault anyway).
         // A quarter of these go to large pages (there are few of them).
-        let large = mapped.filter { $0.1 > 4096 }
         let (va, size) = (!large.isEmpty && rng.chance(0.25) ? large : mapped).randomElement(using: &rng)!
         // A 1 GiB page maps physical 0: stay within the data frames of guest memory.
         let offsets = size == PageSize.size1G.bytes ? dataStart..<ramSize : 0..<size
@@ -273,7 +277,7 @@ public final class KVMScenario {
       if !userUpperHalf && linear >> 63 != 0 { privilege = .supervisor }
       script.append(
         ScriptedAccess(
-          kind, VirtualAddress(linear), privilege: privilege,
+          kind, linear: linear, privilege: privilege,
           alignmentCheckFlag: privilege == .supervisor && rng.chance(0.5), value: 0xc3 | UInt64(i) << 8))
     }
     return script

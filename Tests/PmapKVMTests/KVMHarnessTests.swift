@@ -115,6 +115,24 @@ struct KVMHarnessTests {
     #expect(psOutcome == [.pageFault([.present, .user, .reservedBit], at: 0x40_0000)])
   }
 
+  @Test("non-canonical addresses raise #GP(0) before any walk, at either CPL, for data and fetches")
+  func nonCanonical() throws {
+    let space = try HandMadeSpace()
+    try space.map(0x40_0000, frame: 0, .all)
+    let harness = try space.harness(PagingMode())
+    let script: [ScriptedAccess] = [
+      .init(.read, linear: 0x0000_8000_0000_0000),
+      .init(.write, linear: 0x8000_0000_0040_0000),
+      .init(.fetch, linear: 0x0000_8000_0000_1000),
+      .init(.read, linear: 0xffff_7fff_ffff_fff8, privilege: .supervisor),
+      .init(.fetch, linear: 0x1000_0000_0040_0000, privilege: .supervisor),
+    ]
+    let outcomes = try harness.run(script, root: space.pmap.root)
+    #expect(outcomes == Array(repeating: .fault(vector: 13, errorCode: 0, faultingAddress: 0), count: 5))
+    let leaf = try #require(space.pmap.lookupLeaf(VirtualAddress(0x40_0000)))
+    #expect(leaf.value & NativePTE.accessed == 0)
+  }
+
   @Test("bad input: the harness's slots in use, scripted addresses in its slots")
   func badInput() throws {
     let space = try HandMadeSpace()

@@ -25,8 +25,8 @@ struct KVMScenarioTests {
   func scriptShape() {
     let s = KVMScenario(seed: 7, accesses: 2000, userUpperHalf: false)
     #expect(s.script.count == 2000)
-    #expect(s.script.allSatisfy { !HarnessLayout.isReserved($0.address) && $0.address.rawValue & 7 == 0 })
-    #expect(s.script.allSatisfy { $0.privilege == .supervisor || $0.address.rawValue >> 63 == 0 })
+    #expect(s.script.allSatisfy { !HarnessLayout.isReserved($0.linear) && $0.linear & 7 == 0 })
+    #expect(s.script.allSatisfy { $0.privilege == .supervisor || $0.linear >> 63 == 0 })
     #expect(s.script.contains { $0.privilege == .user } && s.script.contains { $0.privilege == .supervisor })
     for kind in AccessKind.allCases { #expect(s.script.contains { $0.kind == kind }) }
     for slot in HarnessLayout.reservedSlots { #expect(s.machine.memory.entry(in: s.root, at: slot).load() == 0) }
