@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "PmapNative", targets: ["PmapNative"]),
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
+    .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
     .executable(name: "pmap-kvm-compare", targets: ["pmap-kvm-compare"]),
   ],
@@ -24,12 +25,16 @@ let package = Package(
     .target(name: "PmapHost", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
+    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
     .target(name: "CKVM"),
     .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost"]),
     .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
-    .testTarget(name: "PmapTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck"]),
+    .testTarget(
+      name: "PmapTests",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential"]),
     .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
   ],
   swiftLanguageModes: [.v6]

@@ -15,6 +15,10 @@ public struct EntryPointer: Hashable, @unchecked Sendable {
   /// The address of the entry.
   public let address: UnsafeMutablePointer<UInt64>
 
+  /// Names the entry at `address`.
+  ///
+  /// - Precondition: `address` is 8-byte aligned and stays valid while the pointer is used (a
+  ///   page-table page reached through ``PhysicalMemory/entry(in:at:)``).
   @inlinable @inline(__always)
   public init(_ address: UnsafeMutablePointer<UInt64>) { self.address = address }
 

@@ -56,6 +56,10 @@ public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
     return n
   }
 
+  /// Returns the most recently released frame, else the next never-used one, or `nil` when the
+  /// range is exhausted.
+  ///
+  /// - Complexity: O(1).
   public func allocateFrame() -> PhysicalAddress? {
     lock.lock()
     defer { lock.unlock() }
@@ -74,6 +78,11 @@ public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
     return PhysicalAddress(unchecked: frame)
   }
 
+  /// Pushes `frame` on the free list (threaded through the frame itself).
+  ///
+  /// - Precondition: `frame` is 4 KiB aligned, below the end of the range, and was handed out by
+  ///   this allocator.
+  /// - Complexity: O(1).
   public func releaseFrame(_ frame: PhysicalAddress) {
     precondition(frame.isPageAligned && frame.rawValue < end, "StackFrameAllocator: foreign frame")
     lock.lock()

@@ -30,6 +30,7 @@ public struct InvalidationRequest: Hashable, Sendable {
   /// The 4 KiB-aligned address.
   public var page: VirtualAddress
 
+  /// Creates the request to invalidate `page` in the address space rooted at `root`.
   @inlinable
   public init(root: PhysicalAddress, page: VirtualAddress) {
     self.root = root

@@ -10,6 +10,7 @@
 ///
 /// Every method is abstract here.
 open class PVOwner {
+  /// Creates an adapter; only subclasses are ever instantiated.
   public init() {}
 
   /// The root of the pmap (its identity in reports).
@@ -54,26 +55,35 @@ public final class GenericPVOwner<Ops: PTEOps>: PVOwner {
   let pmap: Unmanaged<Pmap<Ops>>
   /// Creates the owner of `pmap` (held unowned: the pmap owns its owner).
   public init(_ pmap: Pmap<Ops>) { self.pmap = Unmanaged.passUnretained(pmap) }
+  /// The pmap's ``Pmap/root``.
   public override var pvRoot: PhysicalAddress { pmap._withUnsafeGuaranteedRef { $0.root } }
+  /// Forwards to the pmap's `_pvAttributes(atLinear:)`.
   public override func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvAttributes(atLinear: linear) }
   }
+  /// Forwards to the pmap's `_pvClear(_:atLinear:)`.
   public override func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvClear(attributes, atLinear: linear) }
   }
+  /// Forwards to the pmap's `_pvWriteProtect(atLinear:)`.
   public override func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvWriteProtect(atLinear: linear) }
   }
+  /// Forwards to the pmap's `_pvRemove(atLinear:)`.
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
+  /// Forwards to the pmap's `_pvInvalidate(_:)`.
   public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
   }
+  /// The identity of the pmap's invalidation sink.
   public override var pvSinkIdentity: ObjectIdentifier { pmap._withUnsafeGuaranteedRef { $0._pvSinkIdentity } }
+  /// Forwards to the pmap's `_pvFrame(atLinear:)`.
   public override func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
     pmap._withUnsafeGuaranteedRef { $0._pvFrame(atLinear: linear) }
   }
+  /// Forwards to the pmap's `_pvTrackedLeafCount()`.
   public override func pvTrackedLeafCount() -> Int { pmap._withUnsafeGuaranteedRef { $0._pvTrackedLeafCount() } }
 }
 

@@ -6,7 +6,9 @@
 /// mapped by pmaps of different formats can merge what each recorded.
 @frozen
 public struct PageAttributes: OptionSet, Hashable, Sendable {
+  /// The bits: 1 referenced, 2 modified, 4 writable, 0x80 invalidation owed.
   public let rawValue: UInt8
+  /// Creates the set with the bits of `rawValue` (see ``rawValue``).
   @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
   /// The page was accessed through some mapping (`PP_ATTRS_U`, the A bit).

@@ -20,6 +20,7 @@ public struct PVInvariantViolation: Error, Equatable, Sendable {
   /// The page concerned, if one.
   public let frame: PhysicalAddress?
 
+  /// Creates a violation of `kind`, found at page `frame` if it concerns one page.
   @inlinable
   public init(_ kind: Kind, frame: PhysicalAddress? = nil) {
     self.kind = kind

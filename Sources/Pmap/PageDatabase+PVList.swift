@@ -277,9 +277,11 @@ extension PageDatabase {
     }
   }
 
-  /// The number of mappings of the managed page at `frame`.
+  /// The number of mappings of the managed page at `frame`: the length of its pv-list, in every
+  /// pmap and format.
   ///
   /// - Precondition: `manages(frame)`.
+  /// - Complexity: O(mappings of the page).
   public func mappingCount(of frame: PhysicalAddress) -> Int {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     let f = frame.alignedDown()
@@ -291,10 +293,11 @@ extension PageDatabase {
   }
 
   /// Calls `body` with the root of each pmap that maps the managed page at `frame` and the
-  /// address it maps it at.
+  /// address it maps it at: a walk of the page's pv-list (NetBSD's `pp_pvlist`).
   ///
   /// - Precondition: `manages(frame)`. `body` runs with the page's lock held: it must not call
   ///   back into this page database or into a pmap.
+  /// - Complexity: O(mappings of the page).
   public func forEachMapping(
     of frame: PhysicalAddress, _ body: (_ pmapRoot: PhysicalAddress, _ va: VirtualAddress) -> Void
   ) {

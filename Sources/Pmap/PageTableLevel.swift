@@ -34,6 +34,7 @@ public enum PageTableLevel: UInt8, Sendable, CaseIterable, Comparable {
   @inlinable
   public var leafSize: PageSize? { PageSize(leafLevel: self) }
 
+  /// Orders levels by number: the page table (1) is the lowest, the root (4) the highest.
   @inlinable
   public static func < (a: PageTableLevel, b: PageTableLevel) -> Bool { a.rawValue < b.rawValue }
 }
@@ -70,6 +71,7 @@ public struct TableIndex: Hashable, Comparable, Sendable {
   @inlinable @inline(__always)
   public var value: Int { Int(rawValue) }
 
+  /// Orders indices by value.
   @inlinable
   public static func < (a: TableIndex, b: TableIndex) -> Bool { a.rawValue < b.rawValue }
 }

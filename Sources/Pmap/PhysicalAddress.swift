@@ -79,6 +79,7 @@ public struct PhysicalAddress: Hashable, Comparable, Sendable {
     return PhysicalAddress(unchecked: sum)
   }
 
+  /// Orders addresses numerically.
   @inlinable
   public static func < (a: PhysicalAddress, b: PhysicalAddress) -> Bool { a.rawValue < b.rawValue }
 }

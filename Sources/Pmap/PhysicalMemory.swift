@@ -52,7 +52,7 @@ public struct PhysicalMemory: @unchecked Sendable {
   @inlinable @inline(__always)
   public func covers(_ frame: PhysicalAddress) -> Bool { frame.rawValue < size }
 
-  /// The direct-map pointer to physical address `address`.
+  /// The direct-map pointer to physical address `address` (NetBSD's `PMAP_DIRECT_MAP`).
   ///
   /// - Precondition: (unchecked for speed) `address` lies below ``size``.
   @inlinable @inline(__always)
@@ -68,7 +68,9 @@ public struct PhysicalMemory: @unchecked Sendable {
         .assumingMemoryBound(to: UInt64.self))
   }
 
-  /// Fills the 4 KiB frame at `frame` with zeros.
+  /// Fills the 4 KiB frame at `frame` with zeros (NetBSD's `pmap_zero_page`).
+  ///
+  /// - Precondition: (unchecked) `frame` is 4 KiB aligned and lies below ``size``.
   @inlinable
   public func zeroFrame(_ frame: PhysicalAddress) {
     pointer(to: frame).initializeMemory(as: UInt64.self, repeating: 0, count: 512)

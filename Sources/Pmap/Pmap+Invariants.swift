@@ -28,6 +28,8 @@ public struct InvariantViolation: Error, Equatable, Sendable {
   /// The entry index in that page, when it concerns one entry.
   public let index: Int?
 
+  /// Creates a violation of `kind`, found in page-table page `table` (at entry `index`, if it
+  /// concerns one entry).
   @inlinable
   public init(_ kind: Kind, table: PhysicalAddress, index: Int? = nil) {
     self.kind = kind

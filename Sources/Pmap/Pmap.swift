@@ -1,4 +1,4 @@
-// Locking (see Documentation/Architecture.md, "Locks and atomicity"):
+// Locking (see Sources/Pmap/Pmap.docc/Architecture.md, "Locks and atomicity"):
 //   Lock order: object (UVMLite guest memory) -> pmap -> page stripe (pv-list) -> pv pool
 //   -> frame allocator. Every lock is a SpinLock (an Atomic word; no Mutex on bare metal).
 //   - The pmap lock guards the pmap's tree structure, counters, invalidation batch and pv stash:
@@ -60,10 +60,20 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// Creates an empty address space: a zeroed root page and nothing else (`pmap_create`; an EPT
   /// pmap, like NetBSD's, never maps anything of the host kernel).
   ///
+  /// - Parameters:
+  ///   - memory: the direct map through which page-table pages are reached, and their counters.
+  ///   - allocator: where page-table pages come from and go back to.
+  ///   - invalidation: where the pmap reports translations it changed (TLB shootdown / INVEPT).
+  ///   - pages: the managed pages: 4 KiB mappings of frames in its range go on their pv-lists, so
+  ///     that page operations reach them. `nil`: nothing is pv-tracked (NetBSD's unmanaged
+  ///     `pmap_kenter_pa` mappings are entered this way).
+  ///   - kind: ``AddressSpaceKind/user`` or ``AddressSpaceKind/kernel`` leaves (native format).
+  ///   - hardwareManagesAccessedDirty: whether the MMU sets A/D in this pmap's entries; pass
+  ///     `false` for an EPT on a CPU without EPT A/D (IA32_VMX_EPT_VPID_CAP bit 21 clear).
   /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
-  /// - Precondition: the allocator's frames lie inside `memory`.
-  ///
-  /// - Parameter pages: the managed pages: mappings of frames in its range go on their pv-lists.
+  /// - Precondition: the allocator's frames lie inside `memory`; `pages`, if given, uses the same
+  ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``).
+  /// - Complexity: O(1): one frame is allocated and zeroed.
   public init(
     memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
     pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true
@@ -168,6 +178,7 @@ public struct PmapStatistics: Hashable, Sendable {
   /// Page-table pages in use, the root included.
   public var pageTablePages: Int
 
+  /// Creates a set of counters.
   @inlinable
   public init(residentPages: Int, wiredPages: Int, pageTablePages: Int) {
     self.residentPages = residentPages

@@ -6,7 +6,9 @@
 /// mapped readable and executable (neither format here expresses execute-only).
 @frozen
 public struct Protection: OptionSet, Hashable, Sendable {
+  /// The bits: 1 read, 2 write, 4 execute (`VM_PROT_*` values).
   public let rawValue: UInt8
+  /// Creates the set with the bits of `rawValue` (see ``rawValue``).
   @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
   /// `VM_PROT_READ`.
@@ -50,7 +52,9 @@ public enum CacheMode: UInt8, Sendable, CaseIterable {
 /// How a mapping is entered (NetBSD's `PMAP_WIRED` and `PMAP_CANFAIL` flags).
 @frozen
 public struct EnterOptions: OptionSet, Hashable, Sendable {
+  /// The bits: 1 wired, 2 can fail.
   public let rawValue: UInt8
+  /// Creates the set with the bits of `rawValue` (see ``rawValue``).
   @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
   /// The mapping is wired: it must not be paged out; counted in the wired statistic.

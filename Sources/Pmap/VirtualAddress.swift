@@ -7,7 +7,10 @@
 /// ``init(truncating:)`` to sign-extend bit 47.
 ///
 /// For an Intel EPT pmap the same type carries guest-physical addresses: an EPT with a four-level
-/// walk translates a 48-bit guest-physical space, which is the lower half.
+/// walk translates a 48-bit guest-physical space. Its lower 2^47 bytes are the lower half; a
+/// guest-physical address in `2^47 ..< 2^48` is carried in its sign-extended form,
+/// ``init(truncating:)``, which selects the same table entries (indices come from the low 48
+/// bits).
 @frozen
 public struct VirtualAddress: Hashable, Comparable, Sendable {
   /// The address as a 64-bit integer (always canonical).
@@ -97,6 +100,7 @@ public struct VirtualAddress: Hashable, Comparable, Sendable {
     return VirtualAddress(truncating: sum)
   }
 
+  /// Orders addresses numerically: every lower-half address precedes every upper-half one.
   @inlinable
   public static func < (a: VirtualAddress, b: VirtualAddress) -> Bool { a.rawValue < b.rawValue }
 }

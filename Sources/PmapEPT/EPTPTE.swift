@@ -46,31 +46,43 @@ public enum EPTPTE: PTEOps {
 
   /// EPT memory-type encodings.
   public enum MemoryType: UInt64, Sendable {
+    /// UC.
     case uncacheable = 0
+    /// WC.
     case writeCombining = 1
+    /// WT.
     case writeThrough = 4
+    /// WP.
     case writeProtected = 5
+    /// WB.
     case writeBack = 6
   }
 
+  /// "ept".
   @inlinable public static var formatName: StaticString { "ept" }
 
+  /// Whether any of R, W, X (bits 0-2) is set: EPT has no present bit.
   @inlinable @inline(__always)
   public static func isPresent(_ entry: UInt64) -> Bool { entry & rightsMask != 0 }
 
+  /// Whether bit 7 is set: a 2 MiB or 1 GiB leaf (meaningful at levels 2 and 3 only).
   @inlinable @inline(__always)
   public static func isLargeLeaf(_ entry: UInt64) -> Bool { entry & large != 0 }
 
+  /// Bits 12-51 of a table entry.
   @inlinable @inline(__always)
   public static func tableFrame(_ entry: UInt64) -> PhysicalAddress {
     PhysicalAddress(truncating: entry & frameMask)
   }
 
+  /// Bits 12-51 of a 4 KiB leaf; a large leaf's frame bits above its size.
   @inlinable @inline(__always)
   public static func leafFrame(_ entry: UInt64, at level: PageTableLevel) -> PhysicalAddress {
     PhysicalAddress(truncating: entry & frameMask & ~(level.bytesPerEntry &- 1))
   }
 
+  /// `frame | R | W | X`: intermediate entries grant everything, the leaf decides (bits 3-7 of
+  /// a table entry are reserved and stay clear).
   @inlinable @inline(__always)
   public static func tableEntry(for frame: PhysicalAddress) -> UInt64 {
     frame.rawValue | read | write | execute
@@ -79,7 +91,7 @@ public enum EPTPTE: PTEOps {
   /// The EPT memory type for `mode`.
   ///
   /// WB 6, WC 1, WT 4, WP 5, UC 0 and UC- 0: looked up branch-free, one nibble per
-  /// ``CacheMode`` case in declaration order (WB, WC, WT, WP, UC, UC-).
+  /// ``/Pmap/CacheMode`` case in declaration order (WB, WC, WT, WP, UC, UC-).
   @inlinable @inline(__always)
   public static func memoryTypeBits(for mode: CacheMode) -> UInt64 {
     (0x00_5416 as UInt64 >> (UInt64(mode.rawValue) &* 4)) & 0xf
@@ -91,9 +103,11 @@ public enum EPTPTE: PTEOps {
     MemoryType(rawValue: memoryTypeBits(for: mode)).unsafelyUnwrapped
   }
 
-  /// Leaves carry IPAT, as NetBSD's, so the guest's PAT cannot weaken the host's choice; the one
-  /// exception is ``CacheMode/uncachedOverridable``, entered as UC without IPAT (UC wins over any
-  /// guest PAT type, so the effective type is the same, and the mode survives a round trip).
+  /// Leaves carry IPAT, as NetBSD's, so the guest's PAT cannot change the host's choice; the one
+  /// exception is ``/Pmap/CacheMode/uncachedOverridable``, entered as UC without IPAT: the guest's
+  /// PAT then combines with it as the PAT combines with an MTRR, which gives UC except where the
+  /// guest asks for WC (UC-'s behaviour), and the mode survives a round trip.
+  /// Rights and type as NetBSD's `pmap_ept_prot` and `pmap_ept_type` encode them.
   @inlinable @inline(__always)
   public static func leafEntry(
     for frame: PhysicalAddress, protection: Protection, cacheMode: CacheMode, at level: PageTableLevel,
@@ -108,6 +122,7 @@ public enum EPTPTE: PTEOps {
     return e
   }
 
+  /// R, W and X, bit for bit.
   @inlinable @inline(__always)
   public static func protection(of entry: UInt64) -> Protection {
     var p: Protection = []
@@ -117,6 +132,8 @@ public enum EPTPTE: PTEOps {
     return p
   }
 
+  /// Clears W without `.write` and X without `.execute`, and never leaves W without R. A, D and
+  /// every other bit are kept.
   @inlinable @inline(__always)
   public static func restricting(_ entry: UInt64, to protection: Protection) -> UInt64 {
     var e = entry
@@ -126,6 +143,8 @@ public enum EPTPTE: PTEOps {
     return e
   }
 
+  /// Decodes the memory type (bits 3-5); UC with IPAT is ``/Pmap/CacheMode/uncached``, UC without
+  /// it ``/Pmap/CacheMode/uncachedOverridable``.
   @inlinable
   public static func cacheMode(of entry: UInt64, at level: PageTableLevel) -> CacheMode {
     switch (entry & memoryTypeMask) >> 3 {
@@ -137,6 +156,9 @@ public enum EPTPTE: PTEOps {
     }
   }
 
+  /// Whether the CPU would take an EPT-misconfiguration exit on `entry`: W or X without R, a
+  /// reserved bit 3-7 in a table entry, a reserved memory type (2, 3, 7) in a leaf, or frame bits
+  /// below a large leaf's alignment.
   @inlinable
   public static func isMisconfigured(_ entry: UInt64, at level: PageTableLevel) -> Bool {
     guard isPresent(entry) else { return false }
@@ -156,11 +178,16 @@ public enum EPTPTE: PTEOps {
     return false
   }
 
+  /// A, bit 8.
   @inlinable public static var accessedBit: UInt64 { accessed }
+  /// D, bit 9.
   @inlinable public static var dirtyBit: UInt64 { dirty }
+  /// Software bit 61.
   @inlinable public static var wiredBit: UInt64 { wired }
+  /// Software bit 60.
   @inlinable public static var managedBit: UInt64 { pvList }
 
+  /// A -> referenced, D -> modified, W -> writable (NetBSD `pmap_ept_to_pp_attrs`).
   @inlinable @inline(__always)
   public static func pageAttributes(of entry: UInt64) -> PageAttributes {
     var a: PageAttributes = []
@@ -170,6 +197,7 @@ public enum EPTPTE: PTEOps {
     return a
   }
 
+  /// referenced -> A, modified -> D, writable -> W (NetBSD `pmap_pp_attrs_to_ept`).
   @inlinable @inline(__always)
   public static func entryBits(for attributes: PageAttributes) -> UInt64 {
     var e: UInt64 = 0

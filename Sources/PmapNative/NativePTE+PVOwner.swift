@@ -5,30 +5,39 @@ extension NativePTE {
   public static func makePVOwner(for pmap: NativePmap) -> PVOwner { NativePVOwner(pmap) }
 }
 
-/// The ``PVOwner`` of a native pmap: forwards to its `_pv…` methods, specialised here.
+/// The ``/Pmap/PVOwner`` of a native pmap: forwards to its `_pv…` methods, specialised here.
 public final class NativePVOwner: PVOwner {
   let pmap: Unmanaged<NativePmap>
   /// Creates the adapter of `pmap` (held unowned: the pmap's registration keeps this alive).
   public init(_ pmap: NativePmap) { self.pmap = Unmanaged.passUnretained(pmap) }
+  /// The pmap's root table (its identity in the page database).
   public override var pvRoot: PhysicalAddress { pmap._withUnsafeGuaranteedRef { $0.root } }
+  /// The attributes the native leaf at `linear` records (see ``/Pmap/PVOwner/pvAttributes(atLinear:)``).
   public override func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvAttributes(atLinear: linear) }
   }
+  /// Clears `attributes` in the native leaf at `linear` (see ``/Pmap/PVOwner/pvClear(_:atLinear:)``).
   public override func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvClear(attributes, atLinear: linear) }
   }
+  /// Write-protects the native leaf at `linear` (see ``/Pmap/PVOwner/pvWriteProtect(atLinear:)``).
   public override func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvWriteProtect(atLinear: linear) }
   }
+  /// Removes the native leaf at `linear` (see ``/Pmap/PVOwner/pvRemove(atLinear:)``).
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
+  /// Reports `requests` to the pmap's invalidation sink in one call.
   public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
     pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
   }
+  /// The identity of the pmap's invalidation sink.
   public override var pvSinkIdentity: ObjectIdentifier { pmap._withUnsafeGuaranteedRef { $0._pvSinkIdentity } }
+  /// The frame of the pv-tracked native leaf at `linear`, or `nil` (for checkers).
   public override func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
     pmap._withUnsafeGuaranteedRef { $0._pvFrame(atLinear: linear) }
   }
+  /// How many leaves of the pmap carry the pv-tracked bit (for checkers).
   public override func pvTrackedLeafCount() -> Int { pmap._withUnsafeGuaranteedRef { $0._pvTrackedLeafCount() } }
 }

@@ -60,24 +60,31 @@ public enum NativePTE: PTEOps {
   /// index 0 WB, 1 WT, 2 UC-, 3 UC, 4 WC, 5 WP, 6 UC-, 7 UC.
   @inlinable public static var patMSRValue: UInt64 { 0x0007_0501_0007_0406 }
 
+  /// "native".
   @inlinable public static var formatName: StaticString { "native" }
 
+  /// Whether P (bit 0) is set.
   @inlinable @inline(__always)
   public static func isPresent(_ entry: UInt64) -> Bool { entry & present != 0 }
 
+  /// Whether PS (bit 7) is set: a 2 MiB or 1 GiB leaf (meaningful at levels 2 and 3 only).
   @inlinable @inline(__always)
   public static func isLargeLeaf(_ entry: UInt64) -> Bool { entry & pageSize != 0 }
 
+  /// Bits 12-51 of a table entry.
   @inlinable @inline(__always)
   public static func tableFrame(_ entry: UInt64) -> PhysicalAddress {
     PhysicalAddress(truncating: entry & frameMask)
   }
 
+  /// Bits 12-51 of a 4 KiB leaf; a large leaf's frame bits above its size (which also drops its
+  /// PAT bit 12).
   @inlinable @inline(__always)
   public static func leafFrame(_ entry: UInt64, at level: PageTableLevel) -> PhysicalAddress {
     PhysicalAddress(truncating: entry & frameMask & ~(level.bytesPerEntry &- 1))
   }
 
+  /// `frame | P | R/W | U/S`: intermediate entries grant everything, the leaf decides.
   @inlinable @inline(__always)
   public static func tableEntry(for frame: PhysicalAddress) -> UInt64 {
     frame.rawValue | present | writable | user
@@ -85,13 +92,16 @@ public enum NativePTE: PTEOps {
 
   /// The PAT index (0-7) this format uses for `mode`.
   ///
-  /// WB 0, WT 1, UC- 2, UC 3, WC 4, WP 5: looked up branch-free, one nibble per ``CacheMode``
+  /// WB 0, WT 1, UC- 2, UC 3, WC 4, WP 5: looked up branch-free, one nibble per ``/Pmap/CacheMode``
   /// case in declaration order (WB, WC, WT, WP, UC, UC-).
   @inlinable @inline(__always)
   public static func patIndex(for mode: CacheMode) -> UInt64 {
     (0x23_5140 as UInt64 >> (UInt64(mode.rawValue) &* 4)) & 0xf
   }
 
+  /// P, R/W for `.write`, XD unless `.execute`, U/S for a user address space or G for the kernel,
+  /// the PAT index of `cacheMode` in PWT/PCD/PAT (``patIndex(for:)``), and PS above level 1
+  /// (what NetBSD's `pmap_enter` builds from `protection_codes`, `pmap_pat_flags` and `pmap_pg_g`).
   @inlinable @inline(__always)
   public static func leafEntry(
     for frame: PhysicalAddress, protection: Protection, cacheMode: CacheMode, at level: PageTableLevel,
@@ -109,6 +119,7 @@ public enum NativePTE: PTEOps {
     return e
   }
 
+  /// Always `.read`; `.write` when R/W is set; `.execute` when XD is clear.
   @inlinable @inline(__always)
   public static func protection(of entry: UInt64) -> Protection {
     var p: Protection = .read
@@ -117,6 +128,8 @@ public enum NativePTE: PTEOps {
     return p
   }
 
+  /// Clears R/W without `.write` and sets XD without `.execute`; a native entry cannot lose read
+  /// while present. A, D and every other bit are kept.
   @inlinable @inline(__always)
   public static func restricting(_ entry: UInt64, to protection: Protection) -> UInt64 {
     var e = entry
@@ -125,6 +138,8 @@ public enum NativePTE: PTEOps {
     return e
   }
 
+  /// Decodes the PAT index of PWT, PCD and PAT (bit 7 at level 1, bit 12 above) with the
+  /// ``patMSRValue`` layout.
   @inlinable
   public static func cacheMode(of entry: UInt64, at level: PageTableLevel) -> CacheMode {
     var index: UInt64 = 0
@@ -141,6 +156,8 @@ public enum NativePTE: PTEOps {
     }
   }
 
+  /// Whether a present entry sets a reserved bit the pmap could produce by mistake: PS in a PML4
+  /// entry, or frame bits below a large leaf's alignment.
   @inlinable
   public static func isMisconfigured(_ entry: UInt64, at level: PageTableLevel) -> Bool {
     // PS is reserved in a PML4 entry.
@@ -154,11 +171,16 @@ public enum NativePTE: PTEOps {
     return false
   }
 
+  /// A, bit 5.
   @inlinable public static var accessedBit: UInt64 { accessed }
+  /// D, bit 6.
   @inlinable public static var dirtyBit: UInt64 { dirty }
+  /// Software bit 9.
   @inlinable public static var wiredBit: UInt64 { wired }
+  /// Software bit 10.
   @inlinable public static var managedBit: UInt64 { pvList }
 
+  /// A -> referenced, D -> modified, R/W -> writable (NetBSD `pmap_pte_to_pp_attrs`).
   @inlinable @inline(__always)
   public static func pageAttributes(of entry: UInt64) -> PageAttributes {
     var a: PageAttributes = []
@@ -168,6 +190,7 @@ public enum NativePTE: PTEOps {
     return a
   }
 
+  /// referenced -> A, modified -> D, writable -> R/W (NetBSD `pmap_pp_attrs_to_pte`).
   @inlinable @inline(__always)
   public static func entryBits(for attributes: PageAttributes) -> UInt64 {
     var e: UInt64 = 0

@@ -1,4 +1,5 @@
 import Pmap
+import PmapDifferential
 import PmapEPT
 import PmapHost
 import PmapNative
