@@ -19,8 +19,11 @@ public protocol AccessOracle: AnyObject {
 public struct OutcomeMismatch: Hashable, Sendable, CustomStringConvertible {
   /// Its position in the script.
   public var index: Int
+  /// The access.
   public var access: ScriptedAccess
+  /// What the KVM guest reported.
   public var kvm: AccessOutcome
+  /// What the model computed.
   public var model: AccessOutcome
   public var description: String { "#\(index) \(access): KVM \(kvm), model \(model)" }
 }
@@ -33,7 +36,9 @@ public struct EntryMismatch: Hashable, Sendable, CustomStringConvertible {
   public var linear: UInt64
   /// The entry's physical address.
   public var address: PhysicalAddress
+  /// The entry as the KVM guest left it.
   public var kvm: UInt64
+  /// The entry as the model left it.
   public var model: UInt64
   public var description: String {
     "level \(level.rawValue) entry for 0x\(String(linear, radix: 16)) at 0x\(String(address.rawValue, radix: 16)): "
@@ -44,26 +49,35 @@ public struct EntryMismatch: Hashable, Sendable, CustomStringConvertible {
 
 /// Everything one comparison run found.
 public struct KVMComparisonResult: Sendable, CustomStringConvertible {
+  /// The seed of the scenario.
   public var seed: UInt64
+  /// The paging controls of the run.
   public var mode: PagingMode
+  /// The guest's paging features (also given to the model).
   public var features: GuestPagingFeatures
   /// The script's accesses (all compared).
   public var accesses: Int
-  /// Accesses that completed (per KVM), and faults by vector.
+  /// Accesses that completed (per KVM).
   public var completed: Int
+  /// Faults by vector (per KVM).
   public var faultsByVector: [UInt8: Int]
-  /// Present page-table entries compared after the run, and how many had A or D set by it.
+  /// Present page-table entries compared after the run.
   public var entriesCompared: Int
+  /// Entries whose A or D bits the run set.
   public var entriesChangedByRun: Int
   /// 8-byte words of data memory compared (every scripted write lands in it).
   public var dataWordsCompared: Int
+  /// Accesses on which KVM and the model disagree.
   public var outcomeMismatches: [OutcomeMismatch]
+  /// Page-table entries on which they disagree after the run.
   public var entryMismatches: [EntryMismatch]
   /// Physical addresses of data words that differ.
   public var dataMismatches: [UInt64]
-  /// KVM_RUN calls and wall-clock seconds of the KVM run and of the model run.
+  /// KVM_RUN calls.
   public var kvmRuns: Int
+  /// Wall-clock seconds of the KVM run.
   public var kvmSeconds: Double
+  /// Wall-clock seconds of the model run.
   public var modelSeconds: Double
   /// The hand edits made to the tables, by kind.
   public var edits: [String: Int]
