@@ -133,6 +133,25 @@ struct KVMHarnessTests {
     #expect(leaf.value & NativePTE.accessed == 0)
   }
 
+  /// The reason scripts keep CPL3 out of the upper half under kvm_pvm (see
+  /// Documentation/KVMComparison.md): if this starts failing, kvm_pvm follows the SDM there and
+  /// the workaround can go.
+  @Test(
+    "kvm_pvm deviation: a CPL3 access to a user page in the upper half gets a not-present #PF",
+    .enabled(if: KVMVirtualMachine.isPagetableBasedVirtualMachine, "only kvm_pvm deviates"))
+  func pagetableBasedUpperHalf() throws {
+    let space = try HandMadeSpace()
+    try space.map(0xffff_8000_0040_0000, frame: 0, .readWrite, marker: 0x77c3)
+    let harness = try space.harness(PagingMode())
+    let outcomes = try harness.run(
+      [
+        .init(.read, VirtualAddress(0xffff_8000_0040_0000)),
+        .init(.read, VirtualAddress(0xffff_8000_0040_0000), privilege: .supervisor, alignmentCheckFlag: true),
+      ], root: space.pmap.root)
+    // The SDM (Vol. 3A §4.6) says both complete; kvm_pvm completes only the CPL0 one.
+    #expect(outcomes == [.pageFault([.user], at: 0xffff_8000_0040_0000), .completed(value: 0x77c3)])
+  }
+
   @Test("bad input: the harness's slots in use, scripted addresses in its slots")
   func badInput() throws {
     let space = try HandMadeSpace()
