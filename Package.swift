@@ -15,7 +15,10 @@ let package = Package(
     .library(name: "PmapEPT", targets: ["PmapEPT"]),
     .library(name: "PmapHost", targets: ["PmapHost"]),
     .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
+    .library(name: "UVMLite", targets: ["UVMLite"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
+    .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
+    .executable(name: "pmap-demo", targets: ["pmap-demo"]),
     .executable(name: "pmap-kvm-compare", targets: ["pmap-kvm-compare"]),
   ],
   targets: [
@@ -27,7 +30,17 @@ let package = Package(
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
     .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
-    .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    // The libFuzzer target (Scripts/fuzz.sh); built normally it replays inputs.
+    .executableTarget(name: "pmap-fuzz", dependencies: ["PmapDifferential"]),
+    .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite"]),
+    // Pageable guest memory: fault path, page queues, pagedaemon, swap (Embedded-clean).
+    .target(name: "UVMLite", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
+    // Host-only UVMLite pieces: the file-backed swap store, the software MMU.
+    .target(name: "UVMLiteHost", dependencies: ["UVMLite"]),
+    .executableTarget(
+      name: "pmap-demo", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
+    .testTarget(
+      name: "UVMLiteTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
     // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
     .target(name: "CKVM"),
     .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost"]),

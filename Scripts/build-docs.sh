@@ -31,6 +31,7 @@ modules=(
   "Pmap"
   "PmapNative Pmap"
   "PmapEPT Pmap"
+  "UVMLite Pmap PmapEPT PmapNative"
 )
 
 allow_missing=" ${DOCS_ALLOW_MISSING_CATALOG:-} "

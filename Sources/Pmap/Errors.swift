@@ -41,7 +41,7 @@ public enum EnterError: Error, Equatable, Sendable {
   case conflictsWithLargeMapping
   /// A large page was requested where a page-table page already exists; remove the range first.
   case conflictsWithPageTable
-  /// The format cannot map pages of this size at this pmap (e.g. 1 GiB pages disabled).
+  /// A 1 GiB page was requested from a pmap created without ``Pmap/supportsGigabytePages``.
   case unsupportedPageSize
 }
 

@@ -53,6 +53,7 @@ extension Pmap {
     _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
     options: EnterOptions, cacheMode: CacheMode, size: PageSize
   ) throws(EnterError) {
+    if size == .size1G && !supportsGigabytePages { throw .unsupportedPageSize }
     try enterBody(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: size)
   }
 
@@ -111,12 +112,12 @@ extension Pmap {
     let old = p.load()
     if !Ops.isPresent(old) {
       if managed {
-        // The leaf and its pv entry appear together under the page's lock.
-        let pages = self.pages.unsafelyUnwrapped
-        let pageLock = pages.pageLock(pa)
+        // The leaf and its pv entry appear together under the page's lock. (`pages` is read
+        // through `self` each time: a local copy of the reference would be retained.)
+        let pageLock = self.pages.unsafelyUnwrapped.pageLock(pa)
         pageLock.lock()
-        if pages.needsNode(pa) && pvStash.pointee.count == 0 {
-          do { try pages.refill(pvStash) } catch {
+        if self.pages.unsafelyUnwrapped.needsNode(pa) && pvStash.pointee.count == 0 {
+          do { try self.pages.unsafelyUnwrapped.refill(pvStash) } catch {
             pageLock.unlock()
             if allocated { freeEmptyTables(above: table, linear: va.linear) }
             if !options.contains(.canFail) {
@@ -126,7 +127,7 @@ extension Pmap {
           }
         }
         p.store(new)
-        pages.insert(slot: pvSlot, linear: va.linear, frame: pa, stash: pvStash)
+        self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa, stash: pvStash)
         pageLock.unlock()
       } else {
         p.store(new)

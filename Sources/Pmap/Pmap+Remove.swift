@@ -178,19 +178,21 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   /// (NetBSD's `pmap_remove_pte`); a managed leaf goes with its pv entry under its page's lock.
   @inlinable @inline(__always)
   mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool {
-    let pmap = pmapRef.takeUnretainedValue()
-    if entry & Ops.managedBit != 0 {
-      let pages = pmap.pages.unsafelyUnwrapped
-      let stripe = pages.stripe(of: Ops.leafFrame(entry, at: level))
-      if stripe != heldStripe {
-        if heldStripe >= 0 { pages.stripes.lock(heldStripe).unlock() }
-        pages.stripes.lock(stripe).lock()
-        heldStripe = stripe
+    var held = heldStripe
+    pmapRef._withUnsafeGuaranteedRef { pmap in
+      if entry & Ops.managedBit != 0 {
+        let stripe = pmap.pages.unsafelyUnwrapped.stripe(of: Ops.leafFrame(entry, at: level))
+        if stripe != held {
+          if held >= 0 { pmap.pages.unsafelyUnwrapped.stripes.lock(held).unlock() }
+          pmap.pages.unsafelyUnwrapped.stripes.lock(stripe).lock()
+          held = stripe
+        }
       }
+      let old = p.exchange(0)
+      pmap.accountRemoval(of: old, at: level, linear: linear)
+      pmap.releasePVEntry(of: old, at: level, linear: linear)
     }
-    let old = p.exchange(0)
-    pmap.accountRemoval(of: old, at: level, linear: linear)
-    pmap.releasePVEntry(of: old, at: level, linear: linear)
+    heldStripe = held
     return true
   }
 

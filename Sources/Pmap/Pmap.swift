@@ -45,6 +45,10 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// which case every mapping is entered with A and D set: it always reports referenced and
   /// modified, and every change to it is invalidated (NetBSD's answer, `pmap_ept_has_ad`).
   public let hardwareManagesAccessedDirty: Bool
+  /// Whether `enter` accepts 1 GiB pages: the CPU must support them (native: CPUID
+  /// 80000001h EDX bit 26, Page1GB; EPT: IA32_VMX_EPT_VPID_CAP bit 17). Without them, a 1 GiB
+  /// enter fails with ``EnterError/unsupportedPageSize``.
+  public let supportsGigabytePages: Bool
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
   /// The pmap's lock word and, on the same cache line, its stash of pv nodes.
   @usableFromInline let lockLine: LockLines
@@ -70,13 +74,15 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   ///   - kind: ``AddressSpaceKind/user`` or ``AddressSpaceKind/kernel`` leaves (native format).
   ///   - hardwareManagesAccessedDirty: whether the MMU sets A/D in this pmap's entries; pass
   ///     `false` for an EPT on a CPU without EPT A/D (IA32_VMX_EPT_VPID_CAP bit 21 clear).
+  ///   - supportsGigabytePages: whether the CPU can map 1 GiB pages in this format.
   /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
   /// - Precondition: the allocator's frames lie inside `memory`; `pages`, if given, uses the same
   ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``).
   /// - Complexity: O(1): one frame is allocated and zeroed.
   public init(
     memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
-    pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true
+    pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true,
+    supportsGigabytePages: Bool = true
   ) throws(PmapCreationError) {
     guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
     precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
@@ -88,6 +94,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     self.root = frame
     self.kind = kind
     self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
+    self.supportsGigabytePages = supportsGigabytePages
     self.state = PmapState.make(Ops.self, kind: kind, hardwareAD: hardwareManagesAccessedDirty)
     self.lockLine = LockLines(count: 1)
     lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())

@@ -338,6 +338,7 @@ for name in machine.formats {
       runEight(NativePTE.self, EPTPTE.self, on: machine, n: n, into: &results)
     }
     report(name, table, rows: Row.allCases.filter(\.isEightSpaces), on: machine)
+  case "uvm": runUVMRows(on: machine)  // UVMLite rows, Sources/pmap-bench/UVMRows.swift
   default: fail("unknown format \(name) (native, ept, mixed)")
   }
 }

@@ -260,4 +260,26 @@ struct BadInputTests {
     }
     try check(format.ops)
   }
+
+  @Test("1 GiB pages on a CPU without them", arguments: Format.allCases)
+  func gigabytePagesUnsupported(_ format: Format) throws {
+    func check<F: SimulatedFormat>(_: F.Type) throws {
+      let machine = makeMachine()
+      let pmap = try Pmap<F>(
+        memory: machine.memory, allocator: KeepAliveAllocator(machine.allocator, owner: machine),
+        invalidation: machine.sink, supportsGigabytePages: false)
+      #expect(!pmap.supportsGigabytePages)
+      let framesBefore = machine.allocator.framesInUse
+      #expect(throws: EnterError.unsupportedPageSize) {
+        try pmap.enter(VirtualAddress(1 << 30), PhysicalAddress(1 << 30), protection: .read, size: .size1G)
+      }
+      #expect(pmap.statistics == stats(0, 0, 1))
+      #expect(machine.allocator.framesInUse == framesBefore)
+      // 2 MiB and 4 KiB pages are unaffected.
+      try pmap.enter(VirtualAddress(1 << 21), PhysicalAddress(1 << 21), protection: .read, size: .size2M)
+      try pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+      #expect(pmap.checkInvariants() == nil)
+    }
+    try check(format.ops)
+  }
 }

@@ -105,4 +105,68 @@ struct PreconditionTests {
       pmap.destroy()
     }
   }
+
+  @Test("a page operation on an unmanaged frame traps", arguments: 0..<4)
+  func pageOperationOnUnmanagedFrame(_ which: Int) async {
+    await #expect(processExitsWith: .failure) { [which] in
+      let machine = SimulatedMachine(ramSize: 8 << 20, pageTableFrames: 64)
+      let unmanaged = PhysicalAddress(0x1000)  // a page-table-area frame, below the managed range
+      switch which {
+      case 0: _ = machine.pages.isReferenced(unmanaged)
+      case 1: _ = machine.pages.clearModify(unmanaged)
+      case 2: _ = machine.pages.referencedCount(unmanaged)
+      default: machine.pages.protectPage(unmanaged, to: [])
+      }
+    }
+  }
+
+  @Test("manages(_:) says which frames page operations accept")
+  func managesAnswersWithoutTrapping() {
+    let machine = SimulatedMachine(ramSize: 8 << 20, pageTableFrames: 64)
+    #expect(!machine.pages.manages(PhysicalAddress(0x1000)))
+    #expect(machine.pages.manages(machine.dataFrame(0)))
+    #expect(!machine.pages.manages(PhysicalAddress(8 << 20)))
+  }
+
+  @Test("a VirtualRange of an unaligned page traps")
+  func unalignedPageRange() async {
+    await #expect(processExitsWith: .failure) {
+      let va = VirtualAddress(0x1234)
+      _ = VirtualRange(page: va)
+    }
+  }
+
+  @Test("releasing a frame the StackFrameAllocator does not own traps")
+  func foreignFrameRelease() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 8 << 20, pageTableFrames: 64)
+      let allocator = StackFrameAllocator(
+        memory: machine.memory, frames: PhysicalAddress(0x10_0000), to: PhysicalAddress(0x20_0000))
+      allocator.releaseFrame(PhysicalAddress(0x30_0000))
+    }
+  }
+
+  @Test("registering more pmaps than pmapCapacity traps")
+  func pmapCapacityExceeded() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 8 << 20, pageTableFrames: 64)
+      let pages = PageDatabase(
+        memory: machine.memory, base: machine.dataFrame(0), pageCount: 16, allocator: machine.allocator,
+        pmapCapacity: 1)
+      let first = try NativePmap(
+        memory: machine.memory, allocator: machine.allocator, invalidation: machine.sink, pages: pages)
+      let second = try NativePmap(
+        memory: machine.memory, allocator: machine.allocator, invalidation: machine.sink, pages: pages)
+      withExtendedLifetime((first, second)) {}
+    }
+  }
+
+  @Test("PhysicalMemory with a size that is not a multiple of 4 KiB traps")
+  func physicalMemoryBadSize() async {
+    await #expect(processExitsWith: .failure) {
+      let base = UnsafeMutableRawPointer.allocate(byteCount: 8192, alignment: 4096)
+      let counters = UnsafeMutablePointer<UInt16>.allocate(capacity: 2)
+      _ = PhysicalMemory(directMapBase: base, size: 4095, wireCountStorage: counters)
+    }
+  }
 }
