@@ -2,7 +2,9 @@
 # Side-by-side benchmark: the C reference (../shared/bench/cref.c) and pmap-bench, in one run,
 # pinned to the same core, one after the other; prints medians and Swift/C ratios.
 #
-#   Scripts/bench-compare.sh            all sizes, 3 alternating rounds (about 40 s)
+#   Scripts/bench-compare.sh            all sizes, 3 alternating rounds (about 2 minutes); the Swift
+#                                       side runs with spin locks (the default) and again without
+#                                       (Locking.callerSerialized: "… unlocked" columns)
 #   ROUNDS=5 Scripts/bench-compare.sh   more rounds
 #   CREF=path/to/cref.c Scripts/bench-compare.sh
 #
@@ -27,6 +29,9 @@ taskset -c "$core" "$out/cref" >/dev/null 2>&1
 for _ in $(seq "$rounds"); do
   taskset -c "$core" "$out/cref" 2>/dev/null >>"$out/c.txt"
   taskset -c "$core" "$bench" --tsv >>"$out/swift.tsv"
+  # The same without locks (Locking.callerSerialized), like for like with the C reference,
+  # which takes none.
+  taskset -c "$core" "$bench" --tsv --locking serialized --formats native,mixed >>"$out/swift.tsv"
 done
 
 # The C table: "op  med [min-max]  med [..]  med [..]" for N = 4096, 65536, 1048576.

@@ -3,7 +3,7 @@ extension PageDatabase {
 
   /// Registers a pmap's adapter (retained until ``unregister(slot:)``) and its lock; returns
   /// its slot.
-  func register(_ owner: PVOwner, lock: SpinLock) -> Int {
+  func register(_ owner: PVOwner, lock: SpinLock, stash: UnsafeMutablePointer<PVStash>) -> Int {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
@@ -12,6 +12,7 @@ extension PageDatabase {
     while slots[i].owner != nil { i = (i + 1) % pmapCapacity }
     slots[i].owner = Unmanaged.passRetained(owner)
     slots[i].lock = lock
+    slots[i].stash = stash
     slots[i].root = owner.pvRoot
     slots[i].sink = owner.pvSinkIdentity
     s.pointee.registeredCount += 1
@@ -25,6 +26,7 @@ extension PageDatabase {
     let owner = slots[slot].owner.unsafelyUnwrapped
     slots[slot].owner = nil
     slots[slot].lock = nil
+    slots[slot].stash = nil
     slots[slot].sink = nil
     state.pointee.registeredCount -= 1
     poolLock.unlock()

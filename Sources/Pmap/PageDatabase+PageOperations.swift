@@ -173,8 +173,10 @@ extension PageDatabase {
         let pmapLock = slots[PVEntry.slot(entry)].lock.unsafelyUnwrapped
         guard pmapLock.tryLock() else { break }
         let attributes = withOwner(of: entry) { $0.pvRemove(atLinear: PVEntry.linear(entry)) }
+        // The node goes to the stash of the pmap whose lock is held: no pool lock.
         remove(
-          slot: PVEntry.slot(entry), linear: PVEntry.linear(entry), frame: f, attributes: attributes, stash: nil)
+          slot: PVEntry.slot(entry), linear: PVEntry.linear(entry), frame: f, attributes: attributes,
+          stash: slots[PVEntry.slot(entry)].stash)
         pmapLock.unlock()
         count += 1
       }

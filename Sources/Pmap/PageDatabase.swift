@@ -41,6 +41,8 @@ public final class PageDatabase: @unchecked Sendable {
   @usableFromInline let slots: UnsafeMutablePointer<OwnerSlot>
   /// One lock line per stripe: the lock, then counter 1 = mappings, 2 = pool nodes in use.
   @usableFromInline let stripes: LockLines
+  /// Whether page operations take locks, or the caller serialises everything.
+  public let locking: Locking
   /// The lock of the node pool and the registry (``state``, ``slots``).
   @usableFromInline let poolLock: SpinLock
   let poolLockLine: LockLines
@@ -55,10 +57,12 @@ public final class PageDatabase: @unchecked Sendable {
   ///   - pageCount: how many frames are managed.
   ///   - allocator: where pv-node frames come from (may be the page-table allocator).
   ///   - pmapCapacity: how many pmaps may map managed pages at once (at most 65535).
+  ///   - locking: ``Locking/spinLocks`` (the default) or ``Locking/callerSerialized``; every
+  ///     pmap registered here must use the same mode.
   /// - Precondition: `base` is aligned, the range is below 2^52, `pmapCapacity` in `1...65535`.
   public init(
     memory: PhysicalMemory, base: PhysicalAddress, pageCount: Int, allocator: any FrameAllocator,
-    pmapCapacity: Int = 1024
+    pmapCapacity: Int = 1024, locking: Locking = .spinLocks
   ) {
     precondition(base.isPageAligned, "PageDatabase: base must be 4 KiB aligned")
     precondition(
@@ -78,7 +82,8 @@ public final class PageDatabase: @unchecked Sendable {
     state.initialize(to: PVState())
     stripes = LockLines(count: PageStripes.count)
     poolLockLine = LockLines(count: 1)
-    poolLock = poolLockLine.lock(0)
+    poolLock = poolLockLine.lock(0, elided: locking == .callerSerialized)
+    self.locking = locking
   }
 
   deinit {
@@ -115,7 +120,11 @@ public final class PageDatabase: @unchecked Sendable {
 
   /// The lock guarding the pv-list and cached attributes of managed page `f`.
   @inlinable @inline(__always)
-  func pageLock(_ f: PhysicalAddress) -> SpinLock { stripes.lock(stripe(of: f)) }
+  func pageLock(_ f: PhysicalAddress) -> SpinLock { stripeLock(stripe(of: f)) }
+
+  /// The lock of stripe `i`.
+  @inlinable @inline(__always)
+  func stripeLock(_ i: Int) -> SpinLock { stripes.lock(i, elided: locking == .callerSerialized) }
 
   /// Statistics of the pv machinery (each counter read under its lock; a snapshot while
   /// operations run).
@@ -123,10 +132,10 @@ public final class PageDatabase: @unchecked Sendable {
     var mappings = 0
     var nodes = 0
     for i in 0..<PageStripes.count {
-      stripes.lock(i).lock()
+      stripeLock(i).lock()
       mappings += stripes.counter(i, PageStripes.mappings).pointee
       nodes += stripes.counter(i, PageStripes.nodesInUse).pointee
-      stripes.lock(i).unlock()
+      stripeLock(i).unlock()
     }
     poolLock.lock()
     let s = state.pointee
@@ -244,6 +253,9 @@ struct OwnerSlot {
   @usableFromInline var owner: Unmanaged<PVOwner>? = nil
   /// The pmap's lock, which page operations try before removing a mapping.
   @usableFromInline var lock: SpinLock? = nil
+  /// The pmap's stash of free pv nodes (guarded by its lock), where a removal by a page
+  /// operation, which holds that lock, returns the node.
+  @usableFromInline var stash: UnsafeMutablePointer<PVStash>? = nil
   /// The pmap's root and the identity of its invalidation sink, cached at registration.
   @usableFromInline var root = PhysicalAddress(truncating: 0)
   @usableFromInline var sink: ObjectIdentifier? = nil

@@ -179,11 +179,11 @@ extension Pmap {
     var first = newManaged ? pages.stripe(of: newFrame) : pages.stripe(of: oldFrame)
     var second = oldManaged ? pages.stripe(of: oldFrame) : first
     if second < first { swap(&first, &second) }
-    pages.stripes.lock(first).lock()
-    if second != first { pages.stripes.lock(second).lock() }
+    pages.stripeLock(first).lock()
+    if second != first { pages.stripeLock(second).lock() }
     defer {
-      if second != first { pages.stripes.lock(second).unlock() }
-      pages.stripes.lock(first).unlock()
+      if second != first { pages.stripeLock(second).unlock() }
+      pages.stripeLock(first).unlock()
     }
     if newManaged && pages.needsNode(newFrame) && pvStash.pointee.count == 0 {
       do { try pages.refill(pvStash) } catch {

@@ -183,8 +183,8 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
       if entry & Ops.managedBit != 0 {
         let stripe = pmap.pages.unsafelyUnwrapped.stripe(of: Ops.leafFrame(entry, at: level))
         if stripe != held {
-          if held >= 0 { pmap.pages.unsafelyUnwrapped.stripes.lock(held).unlock() }
-          pmap.pages.unsafelyUnwrapped.stripes.lock(stripe).lock()
+          if held >= 0 { pmap.pages.unsafelyUnwrapped.stripeLock(held).unlock() }
+          pmap.pages.unsafelyUnwrapped.stripeLock(stripe).lock()
           held = stripe
         }
       }
@@ -200,7 +200,7 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   @inlinable
   mutating func releasePageLock() {
     if heldStripe >= 0 {
-      pmapRef._withUnsafeGuaranteedRef { $0.pages.unsafelyUnwrapped.stripes.lock(heldStripe).unlock() }
+      pmapRef._withUnsafeGuaranteedRef { $0.pages.unsafelyUnwrapped.stripeLock(heldStripe).unlock() }
       heldStripe = -1
     }
   }

@@ -52,8 +52,10 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
   /// The pmap's lock word and, on the same cache line, its stash of pv nodes.
   @usableFromInline let lockLine: LockLines
-  /// The pmap's lock.
-  @inlinable var lock: SpinLock { lockLine.lock(0) }
+  /// Whether this pmap takes its locks (``Locking/spinLocks``) or its caller serialises.
+  public let locking: Locking
+  /// The pmap's lock (a no-op when the caller serialises).
+  @inlinable var lock: SpinLock { lockLine.lock(0, elided: locking == .callerSerialized) }
   /// Free pv nodes kept for this pmap's `enter` (guarded by ``lock``).
   @inlinable var pvStash: UnsafeMutablePointer<PVStash> { lockLine.payload(0, as: PVStash.self) }
   /// The managed pages this pmap tracks mappings of, if any.
@@ -75,6 +77,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   ///   - hardwareManagesAccessedDirty: whether the MMU sets A/D in this pmap's entries; pass
   ///     `false` for an EPT on a CPU without EPT A/D (IA32_VMX_EPT_VPID_CAP bit 21 clear).
   ///   - supportsGigabytePages: whether the CPU can map 1 GiB pages in this format.
+  ///   - locking: ``Locking/spinLocks`` (the default), or ``Locking/callerSerialized`` when the
+  ///     caller guarantees that operations never overlap; it must match `pages`' mode.
   /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame.
   /// - Precondition: the allocator's frames lie inside `memory`; `pages`, if given, uses the same
   ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``).
@@ -82,8 +86,9 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   public init(
     memory: PhysicalMemory, allocator: any FrameAllocator, invalidation: any InvalidationSink,
     pages: PageDatabase? = nil, kind: AddressSpaceKind = .user, hardwareManagesAccessedDirty: Bool = true,
-    supportsGigabytePages: Bool = true
+    supportsGigabytePages: Bool = true, locking: Locking = .spinLocks
   ) throws(PmapCreationError) {
+    precondition(pages == nil || pages!.locking == locking, "Pmap: locking differs from the page database's")
     guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
     precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
     memory.zeroFrame(frame)
@@ -95,6 +100,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     self.kind = kind
     self.hardwareManagesAccessedDirty = hardwareManagesAccessedDirty
     self.supportsGigabytePages = supportsGigabytePages
+    self.locking = locking
     self.state = PmapState.make(Ops.self, kind: kind, hardwareAD: hardwareManagesAccessedDirty)
     self.lockLine = LockLines(count: 1)
     lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())
@@ -103,7 +109,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
-      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self), lock: lockLine.lock(0))
+      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self), lock: lock, stash: pvStash)
     }
   }
 

@@ -11,15 +11,21 @@ import Synchronization
 ///
 /// The word lives wherever its owner keeps it (a pmap's state, a stripe array); `SpinLock` is a
 /// pointer to it, freely copied. It is not recursive.
+///
+/// An *elided* lock (``Locking/callerSerialized``) does nothing: what a spin lock compiles to in
+/// a uniprocessor kernel.
 @frozen
 public struct SpinLock: @unchecked Sendable {
   // @unchecked: a raw address of a word that is only ever accessed atomically.
   @usableFromInline let word: UnsafeMutablePointer<Atomic<UInt32>>
+  @usableFromInline let isElided: Bool
 
-  /// The lock whose word is at `word` (which must stay allocated, zero = unlocked).
+  /// The lock whose word is at `word` (which must stay allocated, zero = unlocked); with
+  /// `elided`, every operation is a no-op.
   @inlinable @inline(__always)
-  public init(word: UnsafeMutableRawPointer) {
+  public init(word: UnsafeMutableRawPointer, elided: Bool = false) {
     self.word = word.assumingMemoryBound(to: Atomic<UInt32>.self)
+    self.isElided = elided
   }
 
   /// Acquires the lock, spinning while another thread holds it.
@@ -27,6 +33,7 @@ public struct SpinLock: @unchecked Sendable {
   /// - Complexity: one atomic compare-and-swap when uncontended.
   @inlinable @inline(__always)
   public func lock() {
+    if isElided { return }
     if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
     lockContended()
   }
@@ -34,16 +41,17 @@ public struct SpinLock: @unchecked Sendable {
   /// Acquires the lock if it is free; returns whether it did. Never waits.
   @inlinable @inline(__always)
   public func tryLock() -> Bool {
-    word.pointee.load(ordering: .relaxed) == 0
+    if isElided { return true }
+    return word.pointee.load(ordering: .relaxed) == 0
       && word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
   }
 
   /// Releases the lock.
   ///
-  /// - Precondition: the caller holds it (checked: releasing a free lock traps).
+  /// - Precondition: the caller holds it.
   @inlinable @inline(__always)
   public func unlock() {
-    precondition(word.pointee.load(ordering: .relaxed) == 1, "SpinLock: unlock of a lock that is not held")
+    if isElided { return }
     word.pointee.store(0, ordering: .releasing)
   }
 
@@ -66,6 +74,18 @@ public struct SpinLock: @unchecked Sendable {
       if word.pointee.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
     }
   }
+}
+
+/// Whether a pmap and its page database lock, or rely on their caller to serialise.
+public enum Locking: Sendable, Hashable {
+  /// Every operation takes spin locks (the default): pmaps and page operations may be used from
+  /// any number of CPUs at once.
+  case spinLocks
+  /// No locks are taken: the caller guarantees that no two operations on a pmap, or on the page
+  /// database and any pmap registered with it, ever run at once (a uniprocessor kernel with
+  /// interrupts masked around pmap calls, or a pmap only one thread uses). The MMU may still
+  /// update A/D bits concurrently: entries stay atomic.
+  case callerSerialized
 }
 
 /// How waiters on a ``SpinLock`` back off.
@@ -93,7 +113,7 @@ struct LockLines {
 
   /// The lock of line `i`.
   @inlinable @inline(__always)
-  func lock(_ i: Int) -> SpinLock { SpinLock(word: base + i &* 64) }
+  func lock(_ i: Int, elided: Bool = false) -> SpinLock { SpinLock(word: base + i &* 64, elided: elided) }
 
   /// The 56 bytes of line `i` after its lock word, as a `T` (guarded by that line's lock).
   @inlinable @inline(__always)

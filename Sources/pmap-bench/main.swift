@@ -8,6 +8,9 @@
 //   ... --sizes 4096,65536                     other N
 //   ... --formats ept,native                   which formats, in this order
 //   ... --no-warmup                            skip the 1.5 s warm-up (for instruction counting)
+//   ... --locking serialized                   pmaps and page database without locks
+//                                              (Locking.callerSerialized; the default is
+//                                              spin locks); formats are then labelled "… unlocked"
 import Glibc
 import Pmap
 import PmapEPT
@@ -28,12 +31,19 @@ final class Machine {
   let sizes: [Int]
   let formats: [String]
   let tsv: Bool
+  let locking: Locking
 
   init(arguments: [String]) {
     pageTableFrames = StackFrameAllocator(
       memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(4 << 30))
+    if let i = arguments.firstIndex(of: "--locking"), i + 1 < arguments.count, arguments[i + 1] == "serialized" {
+      locking = .callerSerialized
+    } else {
+      locking = .spinLocks
+    }
     pages = PageDatabase(
-      memory: ram.memory, base: PhysicalAddress(dataBase), pageCount: 1 << 20, allocator: pageTableFrames)
+      memory: ram.memory, base: PhysicalAddress(dataBase), pageCount: 1 << 20, allocator: pageTableFrames,
+      locking: locking)
     tsv = arguments.contains("--tsv")
     if let i = arguments.firstIndex(of: "--sizes"), i + 1 < arguments.count {
       sizes = arguments[i + 1].split(separator: ",").compactMap { Int($0) }
@@ -88,7 +98,10 @@ func runOnce<Ops: PTEOps>(
   _: Ops.Type, on m: Machine, n: Int, randomOrder: [VirtualAddress], into results: inout [Double]
 ) {
   let pmap: Pmap<Ops>
-  do { pmap = try Pmap<Ops>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink) } catch {
+  do {
+    pmap = try Pmap<Ops>(
+      memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, locking: m.locking)
+  } catch {
     fail("pmap creation")
   }
   let expectedSum = UInt64(n) * dataBase + ((UInt64(n) * UInt64(n - 1) / 2) << 12)
@@ -137,7 +150,8 @@ func runOnce<Ops: PTEOps>(
   // The same enter, now with reverse-map tracking, then remove every mapping of each page.
   let tracked: Pmap<Ops>
   do {
-    tracked = try Pmap<Ops>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages)
+    tracked = try Pmap<Ops>(
+      memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages, locking: m.locking)
   } catch { fail("pmap creation") }
   t = now()
   for i in 0..<n {
@@ -162,8 +176,12 @@ func runEight<A: PTEOps, B: PTEOps>(_: A.Type, _: B.Type, on m: Machine, n: Int,
   var b: [Pmap<B>] = []
   do {
     for _ in 0..<4 {
-      a.append(try Pmap<A>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages))
-      b.append(try Pmap<B>(memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages))
+      a.append(
+        try Pmap<A>(
+          memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages, locking: m.locking))
+      b.append(
+        try Pmap<B>(
+          memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages, locking: m.locking))
     }
   } catch { fail("pmap creation") }
   let (a0, a1, a2, a3) = (a[0], a[1], a[2], a[3])
@@ -253,7 +271,8 @@ func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
   return left ? s + fill : fill + s
 }
 
-func report(_ name: String, _ table: [[Cell]], rows: [Row], on m: Machine) {
+func report(_ formatName: String, _ table: [[Cell]], rows: [Row], on m: Machine) {
+  let name = m.locking == .spinLocks ? formatName : formatName + " unlocked"
   let sizes = m.sizes
   if m.tsv {
     for r in rows {
