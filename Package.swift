@@ -50,9 +50,9 @@ let package = Package(
     .testTarget(name: "PmapMMUTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
     // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
     .target(name: "CKVM"),
-    .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost"]),
-    .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
-    .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost"]),
+    .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
+    .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM"]),
+    .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
   ],
   swiftLanguageModes: [.v6]
 )
