@@ -20,6 +20,7 @@ let package = Package(
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
     .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
     .executable(name: "pmap-demo", targets: ["pmap-demo"]),
+    .executable(name: "pmap-kvm-compare", targets: ["pmap-kvm-compare"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -48,6 +49,11 @@ let package = Package(
       name: "PmapTests",
       dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential", "PmapMMU"]),
     .testTarget(name: "PmapMMUTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
+    // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
+    .target(name: "CKVM"),
+    .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
+    .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM"]),
+    .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
   ],
   swiftLanguageModes: [.v6]
 )
