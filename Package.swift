@@ -16,9 +16,11 @@ let package = Package(
     .library(name: "PmapHost", targets: ["PmapHost"]),
     .library(name: "PmapDifferential", targets: ["PmapDifferential"]),
     .library(name: "UVMLite", targets: ["UVMLite"]),
+    .library(name: "PmapMMU", targets: ["PmapMMU"]),
     .executable(name: "pmap-bench", targets: ["pmap-bench"]),
     .executable(name: "pmap-fuzz", targets: ["pmap-fuzz"]),
     .executable(name: "pmap-demo", targets: ["pmap-demo"]),
+    .executable(name: "pmap-kvm-compare", targets: ["pmap-kvm-compare"]),
   ],
   targets: [
     .target(name: "Pmap"),
@@ -28,7 +30,7 @@ let package = Package(
     // Built for bare metal in CI to force specialisation of all generic library code.
     .target(name: "PmapEmbeddedCheck", dependencies: ["Pmap", "PmapNative", "PmapEPT"]),
     // Host-only: the reference model and randomized driver shared by the tests and the fuzzer.
-    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
+    .target(name: "PmapDifferential", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
     // The libFuzzer target (Scripts/fuzz.sh); built normally it replays inputs.
     .executableTarget(name: "pmap-fuzz", dependencies: ["PmapDifferential"]),
     .executableTarget(name: "pmap-bench", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite"]),
@@ -37,12 +39,21 @@ let package = Package(
     // Host-only UVMLite pieces: the file-backed swap store, the software MMU.
     .target(name: "UVMLiteHost", dependencies: ["UVMLite"]),
     .executableTarget(
-      name: "pmap-demo", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
+      name: "pmap-demo",
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU", "UVMLite", "UVMLiteHost"]),
     .testTarget(
       name: "UVMLiteTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "UVMLite", "UVMLiteHost"]),
+    // Host-only model of the x86 MMU and EPT (issue 4): used by tests and tools, never by a library.
+    .target(name: "PmapMMU", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost"]),
     .testTarget(
       name: "PmapTests",
-      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential"]),
+      dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapEmbeddedCheck", "PmapDifferential", "PmapMMU"]),
+    .testTarget(name: "PmapMMUTests", dependencies: ["Pmap", "PmapNative", "PmapEPT", "PmapHost", "PmapMMU"]),
+    // Host-only: the KVM comparison harness (Linux /dev/kvm) and its command-line runner.
+    .target(name: "CKVM"),
+    .target(name: "PmapKVM", dependencies: ["CKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
+    .executableTarget(name: "pmap-kvm-compare", dependencies: ["PmapKVM"]),
+    .testTarget(name: "PmapKVMTests", dependencies: ["PmapKVM", "Pmap", "PmapNative", "PmapHost", "PmapMMU"]),
   ],
   swiftLanguageModes: [.v6]
 )

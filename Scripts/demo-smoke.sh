@@ -12,6 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 rows=$(($(wc -l <"$tmp/series.csv") - 1))
 [ "$rows" -ge 4 ] || { echo "FAIL: only $rows CSV rows"; exit 1; }
 "$demo" --seconds 2 --host-mib 16 --guests 2 --guest-mib 12 --swap-file "$tmp/swap" --no-ept-ad | tail -n 3
+"$demo" --seconds 1 --mmu software | tail -n 2
 # The checker must catch a word changed behind the MMU's back.
 if "$demo" --seconds 1 --corrupt >"$tmp/corrupt.txt"; then
   echo "FAIL: pmap-demo --corrupt exited 0"

@@ -1,6 +1,7 @@
 import Pmap
 import PmapEPT
 import PmapHost
+import PmapMMU
 import PmapNative
 
 /// A pmap of either format, behind one interface, so that tests can mix formats in one array.
@@ -80,17 +81,13 @@ public enum PVKind: String, Sendable, CaseIterable {
   }
 }
 
-/// Simulates the CPU accessing `va` through `pmap`: if the 4 KiB or large leaf is present and
-/// allows the access, sets A (read) or A and D (write) with a compare-and-swap on the value the
-/// walk read, as the MMU's locked update does. Returns whether the access was permitted.
+/// The CPU accesses `va` through `pmap`, as the MMU model walks it (PmapMMU's
+/// `Pmap.accessThroughMMU`): A set in every entry walked and D in the leaf of a write, with a
+/// compare-and-swap on the values the walk read, only when the access is permitted. Returns
+/// whether it was.
 @discardableResult
 public func simulatedAccess<Ops: PTEOps>(_ pmap: Pmap<Ops>, _ va: VirtualAddress, write: Bool) -> Bool {
-  guard let leaf = pmap.lookupLeaf(va) else { return false }
-  let rights = Ops.protection(of: leaf.value)
-  guard rights.contains(.read), !write || rights.contains(.write) else { return false }
-  let bits = write ? Ops.accessedBit | Ops.dirtyBit : Ops.accessedBit
-  leaf.entry.update(startingWith: leaf.value) { $0 | bits }
-  return true
+  (try? pmap.accessThroughMMU(va, write ? .write : .read).get()) != nil
 }
 
 /// Every mapping of a managed page, as (pmap root, address) pairs, order-free.

@@ -62,7 +62,10 @@ public enum HostLocks {
   /// Makes a waiter on a contended ``SpinLock`` yield its time slice (`sched_yield`) after
   /// spinning a while, so that a preempted lock holder can run: what a user-space host wants
   /// (a kernel would keep spinning). Idempotent.
-  public static func install() {
-    SpinLockBackoff.yield = { _ = sched_yield() }
-  }
+  public static func install() { _ = installed }
 }
+
+/// Runs the installation once, under the thread-safe lazy initialisation of globals
+/// (`swift_once`): several simulated RAMs are created concurrently by parallel tests, and
+/// unsynchronised writes of the hook were a data race (Thread Sanitizer).
+private let installed: Void = { SpinLockBackoff.yield = { _ = sched_yield() } }()

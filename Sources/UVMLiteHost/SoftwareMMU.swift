@@ -13,8 +13,9 @@ public enum AccessError: Error, Equatable, Sendable {
   case fault(FaultError)
 }
 
-/// Stands in for the MMU until the PmapMMU model is wired in: performs an access the way the
-/// hardware would on the pmaps' own entries, and takes the fault path when it cannot.
+/// A minimal stand-in for the MMU (the demo's `--mmu software`; the demo uses the PmapMMU model
+/// by default): performs an access the way the hardware would on the pmaps' own entries, and
+/// takes the fault path when it cannot.
 ///
 /// A guest access walks the guest's EPT (`lookupLeaf`); when no present leaf grants the access it
 /// builds the EPT-violation exit qualification the CPU would report (access kind, rights found)

@@ -15,6 +15,7 @@ struct Options {
   var seed: UInt64 = 0x5EED
   var hardwareAccessedDirty = true
   var corrupt = false
+  var softwareMMU = false
 
   static let usage = """
     usage: pmap-demo [options]
@@ -30,6 +31,7 @@ struct Options {
       --interval-ms MS     progress and CSV interval (default 250)
       --seed N             random seed (default 24301)
       --no-ept-ad          guests' EPT without accessed/dirty bits (pages always look hot and dirty)
+      --mmu model|software accesses through the x86 MMU model (default) or the simple stand-in
       --corrupt            self-test: change one resident word behind the MMU's back before the final
                            check, which must then fail (exit status 1)
     """
@@ -75,6 +77,12 @@ struct Options {
         seed = s
       case "--no-ept-ad": hardwareAccessedDirty = false
       case "--corrupt": corrupt = true
+      case "--mmu":
+        switch value() {
+        case "model": softwareMMU = false
+        case "software": softwareMMU = true
+        case let other: Options.fail("unknown MMU \(other) (model, software)")
+        }
       case "-h", "--help":
         print(Options.usage)
         exit(0)

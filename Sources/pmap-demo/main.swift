@@ -60,7 +60,7 @@ for i in 0..<options.guests {
       kind: options.workloads[i % options.workloads.count], pages: guestPages, writeRatio: options.writeRatio,
       seed: options.seed &+ UInt64(i) &* 0x1_0000_0001))
 }
-let mmu: any AccessLayer = SoftwareMMU(uvm: uvm)
+let mmu: any AccessLayer = options.softwareMMU ? SoftwareMMU(uvm: uvm) : ModelMMU(uvm: uvm)
 
 // The run: round-robin over guests, a small share of accesses by the VMM.
 let progress = Progress(options: options, tty: isatty(1) != 0)

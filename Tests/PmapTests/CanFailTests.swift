@@ -35,7 +35,7 @@ struct CanFailTests {
   static func populate<F: SimulatedFormat>(_ pmap: Pmap<F>, _ machine: SimulatedMachine) throws {
     try pmap.enter(address(pml4: 0), machine.dataFrame(0), protection: .readWrite, access: [.write], options: .wired)
     try pmap.enter(address(pml4: 0, pt: 1), machine.dataFrame(1), protection: .read)
-    try hardwareSets(F.accessedBit, in: pmap, at: address(pml4: 0, pt: 1))
+    try hardwareAccesses(pmap, at: address(pml4: 0, pt: 1))
     try pmap.enter(address(pml4: 0, pd: 1), PhysicalAddress(1 << 21), protection: .all, size: .size2M)
     try pmap.enter(
       address(pml4: 0, pdpt: 3), PhysicalAddress(1 << 30), protection: .read, access: [.read], size: .size1G)

@@ -2,13 +2,14 @@ import Foundation
 import Pmap
 import PmapEPT
 import PmapHost
+import PmapMMU
 import PmapNative
 import Synchronization
 import Testing
 
 // Several threads at once on pmaps of both formats that share frames: two mutators (enter,
-// remove, protect), a hardware thread that accesses memory the way the MMU does (walk, then
-// set A, or A and D, with a compare-and-swap on the leaf it read), and a pagedaemon thread
+// remove, protect), a hardware thread that accesses memory through the MMU model (PmapMMU: walk,
+// then set A, or A and D, with compare-and-swaps on the entries it read), and a pagedaemon thread
 // (page operations). The hardware thread logs every write; at the end each logged write must be
 // reflected: its page is reported modified unless a clear-modify of that page completed after
 // the write (the exact-semantics check of KVM's dirty_log_test, adapted to merged attributes).
@@ -41,8 +42,8 @@ final class ShootdownSink: InvalidationSink, @unchecked Sendable {
 private struct StressSpace: @unchecked Sendable {
   // @unchecked: pmaps are thread-safe (documented); the closures capture only them.
   let name: String
-  /// Walks to the 4 KiB leaf of `va` and, if it is present (and writable for a write), sets A
-  /// (and D) with a compare-and-swap on the value read; returns the frame accessed, or nil.
+  /// Accesses `va` through the MMU model (A, and D for a write, set with compare-and-swap when
+  /// the access is allowed); returns the frame accessed, or nil.
   let access: (_ va: VirtualAddress, _ write: Bool) -> PhysicalAddress?
   let enter: (_ va: VirtualAddress, _ frame: PhysicalAddress, _ writable: Bool) -> Void
   let remove: (_ va: VirtualAddress) -> Void
@@ -55,12 +56,8 @@ private func makeSpace<Ops: PTEOps>(_ pmap: Pmap<Ops>, name: String) -> StressSp
   StressSpace(
     name: name,
     access: { va, write in
-      guard let leaf = pmap.lookupLeaf(va), leaf.level == .pageTable else { return nil }
-      let rights = Ops.protection(of: leaf.value)
-      guard rights.contains(.read), !write || rights.contains(.write) else { return nil }
-      let bits = write ? Ops.accessedBit | Ops.dirtyBit : Ops.accessedBit
-      let (done, _) = leaf.entry.compareExchange(expected: leaf.value, desired: leaf.value | bits)
-      return done ? Ops.leafFrame(leaf.value, at: .pageTable) : nil
+      // The MMU model's walk: A (and D) set with compare-and-swap, only if the access is allowed.
+      try? pmap.accessThroughMMU(va, write ? .write : .read).get().alignedDown()
     },
     enter: { va, frame, writable in
       try? pmap.enter(va, frame, protection: writable ? .readWrite : .read, options: [.canFail])

@@ -128,10 +128,10 @@ struct EnterRemoveTests {
       #expect(pmap.statistics == stats(1, 0, 4))
       expectInvariants(pmap)
 
-      // A and D set by the hardware survive too, and the cache mode changes.
+      // A and D set by the hardware (a write) survive too, and the cache mode changes.
       let other = address(pml4: 0, pdpt: 1, pd: 2, pt: 4)
-      try pmap.enter(other, machine.dataFrame(2), protection: .read)
-      try hardwareSets(F.accessedBit | F.dirtyBit, in: pmap, at: other)
+      try pmap.enter(other, machine.dataFrame(2), protection: .readWrite)
+      try hardwareAccesses(pmap, at: other, write: true)
       try pmap.enter(other, machine.dataFrame(2), protection: .all, cacheMode: .uncached)
       t = try #require(pmap.translation(of: other))
       #expect(t.protection == .all)

@@ -27,7 +27,7 @@ struct InvalidationTests {
       machine.sink.reset()
 
       // The hardware sets A later: that counts the same.
-      try hardwareSets(F.accessedBit, in: pmap, at: touched)
+      try hardwareAccesses(pmap, at: touched)
       try pmap.remove(range(touched, bytes: 0x1000))
       #expect(machine.sink.events == [.pages(root: pmap.root, [touched])])
       machine.sink.reset()
@@ -126,7 +126,7 @@ struct InvalidationTests {
       try pmap.enter(va, machine.dataFrame(3), protection: .readWrite)
       #expect(machine.sink.events.isEmpty)
       // ...until the hardware uses it.
-      try hardwareSets(F.accessedBit, in: pmap, at: va)
+      try hardwareAccesses(pmap, at: va)
       try pmap.enter(va, machine.dataFrame(3), protection: .read)
       #expect(machine.sink.events == [.pages(root: pmap.root, [va])], "same frame, fewer rights")
       machine.sink.reset()

@@ -41,7 +41,7 @@ struct LargePageTests {
 
       try pmap.unwire(va.plus(0x3000))
       #expect(pmap.statistics == stats(size.basePageCount, 0, tables))
-      try hardwareSets(F.dirtyBit, in: pmap, at: va)
+      try hardwareAccesses(pmap, at: va, write: true)
       try pmap.protect(range(va, bytes: size.bytes), to: .read)
       let r = try #require(pmap.translation(of: va.plus(0x10)))
       #expect(r.protection == .read)

@@ -1,6 +1,7 @@
 import Pmap
 import PmapEPT
 import PmapHost
+import PmapMMU
 import PmapNative
 import Testing
 
@@ -22,8 +23,8 @@ struct ReadmeSampleTests {
     #expect(guest.extract(VirtualAddress(0x1234)) == frame.advanced(by: 0x234))
     #expect(machine.pages.mappingCount(of: frame) == 2)  // one pv-list across both formats
 
-    // The guest writes the page: the CPU sets A and D in the EPT entry (bits 8 and 9).
-    guest.lookupLeaf(VirtualAddress(0x1000))!.entry.setBits(EPTPTE.accessed | EPTPTE.dirty)
+    // The guest writes the page: the MMU model walks the EPT and sets A and D (bits 8 and 9).
+    _ = EPTWalker(guest).translate(0x1000, .write)
     #expect(machine.pages.isModified(frame))  // seen through the page, whatever the format
     #expect(machine.pages.clearModify(frame))  // clears D in every mapping, invalidates
     #expect(!machine.pages.isModified(frame))
@@ -43,14 +44,14 @@ struct ReadmeSampleTests {
     try guest.enter(VirtualAddress(0x1000), frame, protection: .all)
     try host.enter(VirtualAddress(0x7000_0000_1000), frame, protection: .readWrite)
 
-    // The guest writes the page: the CPU sets EPT A and D (bits 8, 9).
-    guest.lookupLeaf(VirtualAddress(0x1000))!.entry.setBits(EPTPTE.accessed | EPTPTE.dirty)
+    // The guest writes the page: the EPT walk of the MMU model sets EPT A and D (bits 8, 9).
+    _ = EPTWalker(guest).translate(0x1000, .write)
     #expect(machine.pages.isModified(frame))
     #expect(machine.pages.clearModify(frame))  // it was; now clear in every mapping
     #expect(!machine.pages.isModified(frame))
     #expect(machine.pages.isReferenced(frame))  // clearing D leaves A
-    // The VMM writes through its own mapping: native D (bit 6).
-    host.lookupLeaf(VirtualAddress(0x7000_0000_1000))!.entry.setBits(NativePTE.accessed | NativePTE.dirty)
+    // The VMM writes through its own mapping: the native walk sets A and D (bits 5, 6).
+    _ = NativeWalker(memory: machine.memory).translate(VirtualAddress(0x7000_0000_1000), .write, in: host)
     #expect(machine.pages.isModified(frame))  // modified again
     // The guest's mapping goes; what it recorded stays with the page.
     try guest.remove(VirtualRange(page: VirtualAddress(0x1000)))

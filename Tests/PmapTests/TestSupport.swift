@@ -145,10 +145,12 @@ func expectInvariants<Ops: PTEOps>(
   #expect(violation == nil, comment, sourceLocation: sourceLocation)
 }
 
-/// Simulates the MMU setting bits in the leaf that maps `va`.
-func hardwareSets<Ops: PTEOps>(_ bits: UInt64, in pmap: Pmap<Ops>, at va: VirtualAddress) throws {
-  let leaf = try #require(pmap.lookupLeaf(va))
-  leaf.entry.setBits(bits)
+/// The CPU reads (or writes) `va` through `pmap`, as the MMU model walks it (see `touch`): A is
+/// set in every entry walked, D in the leaf for a write. The access must succeed.
+func hardwareAccesses<Ops: PTEOps>(
+  _ pmap: Pmap<Ops>, at va: VirtualAddress, write: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+  try #require(touch(pmap, va, write: write), "the MMU model refused the access", sourceLocation: sourceLocation)
 }
 
 /// A frame allocator and invalidation sink in one, that logs the order of everything it is told,
