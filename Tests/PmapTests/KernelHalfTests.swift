@@ -1,5 +1,6 @@
 import Pmap
 import PmapHost
+import PmapMMU
 import PmapNative
 import Testing
 
@@ -201,7 +202,14 @@ struct KernelHalfTests {
       try users[0].enter(address(pml4: 0), frame, protection: .read)
       #expect(machine.pages.statistics.mappings == 2, "the kernel's and users[0]'s own")
       #expect(machine.pages.statistics.registeredPmaps == 4)
-      touch(users[1], va, write: true)
+      // The kernel, running on users[1]'s root, writes the page; user code there may not.
+      let mmu = NativeWalker(memory: machine.memory)
+      #expect(throws: (any Error).self) {
+        try mmu.translate(va.rawValue, .read, privilege: .user, root: users[1].root).get()
+      }
+      #expect(!machine.pages.isReferenced(frame))
+      let written = try mmu.translate(va.rawValue, .write, privilege: .supervisor, root: users[1].root).get()
+      #expect(written.physicalAddress == frame)
       #expect(machine.pages.isModified(frame))
       #expect(machine.pages.clearModify(frame))
       #expect(!machine.pages.isModified(frame))
@@ -223,7 +231,12 @@ struct KernelHalfTests {
       let user = try makeSharer(machine, kernel, sink: userSink)
       let va = upper(slot: 300)
       try kernel.enter(va, machine.dataFrame(0), protection: .readWrite)
-      touch(user, va, write: false)  // the CPU used the translation through the user's root
+      // The CPU (the kernel, on the user's root) used the translation: A set in the shared leaf.
+      _ = try NativeWalker(memory: machine.memory).translate(
+        va.rawValue, .read, privilege: .supervisor, root: user.root
+      )
+      .get()
+      #expect(kernel.translation(of: va)?.attributes.contains(.referenced) == true)
       try kernel.protect(VirtualRange(page: va), to: .read)
       #expect(kernelSink.covered(va, root: kernel.root))
       #expect(userSink.callCount == 0)
