@@ -219,6 +219,47 @@ struct RangeEnterTests {
   }
 }
 
+extension RangeEnterTests {
+  @Test(
+    "with .canFail, running out of page-table pages or pv nodes at the k-th allocation undoes everything",
+    arguments: PVKind.allCases)
+  func managedCanFailEveryK(_ kind: PVKind) throws {
+    // 300 frames already mapped once: each second mapping needs a pool node (256 per pool frame),
+    // so the range enter allocates 3 tables and 2 pool frames, interleaved.
+    let count = 300
+    for k in 1...6 {
+      try withPVMachine { machine in
+        let first = try kind.make(on: machine)
+        let second = try kind.make(on: machine)
+        let r = try range(address(pml4: 0, pd: 3), bytes: UInt64(count) << 12)
+        try enterRange(first, r, machine.dataFrame(0), options: [])
+        let tree = second.pvTree(machine.ram)
+        let pv = machine.pages.statistics
+        let attributes = (0..<count).map { machine.pages.attributes(of: machine.dataFrame($0)) }
+        let target = try range(address(pml4: 1), bytes: UInt64(count) << 12)
+        machine.allocator.failAtCall = machine.allocator.allocationCalls + k
+        var thrown: EnterError?
+        do throws(EnterError) { try enterRange(second, target, machine.dataFrame(0), options: [.canFail]) } catch {
+          thrown = error
+        }
+        if k <= 5 {
+          #expect(thrown == .outOfPageTableMemory || thrown == .outOfPVEntries, "fail at +\(k)")
+          #expect(second.pvTree(machine.ram) == tree, "fail at +\(k)")
+          #expect(second.statistics == stats(0, 0, 1), "fail at +\(k)")
+          #expect(machine.pages.statistics.mappings == pv.mappings, "fail at +\(k)")
+          #expect(machine.pages.statistics.overflowNodesInUse == pv.overflowNodesInUse, "fail at +\(k)")
+          #expect((0..<count).map { machine.pages.attributes(of: machine.dataFrame($0)) } == attributes)
+        } else {
+          #expect(thrown == nil, "fail at +\(k)")
+          #expect(machine.pages.statistics.mappings == 2 * count)
+          #expect(machine.pages.statistics.poolFrames == pv.poolFrames + 2)
+        }
+        expectPVInvariants(machine, [first, second], "fail at +\(k)")
+      }
+    }
+  }
+}
+
 /// The range enter on a pmap of either format behind a ``PVHandle`` (read+write, 4 KiB pages).
 func enterRange(
   _ pmap: any PVHandle, _ range: VirtualRange, _ pa: PhysicalAddress, options: EnterOptions,
