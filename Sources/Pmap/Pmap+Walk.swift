@@ -30,6 +30,9 @@ extension Pmap {
   /// time (tests, tools), or where a snapshot is enough; the entry pointer stays valid only while
   /// the mapping does.
   ///
+  /// In a pmap sharing a kernel half, an address there is walked through the kernel pmap's
+  /// tables, as the MMU walks it: the answer is the kernel pmap's mapping.
+  ///
   /// - Complexity: O(1): at most four loads.
   @inlinable @inline(__always)
   public func lookupLeaf(_ va: VirtualAddress) -> LeafLookup? {

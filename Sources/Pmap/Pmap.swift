@@ -212,7 +212,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     let s = state
     if kernelHalfOwner != nil {
       // Not ours: unlink the copies (no invalidation owed for the kernel's global translations).
-      for slot in kernelHalfSlots { memory.entry(in: root, at: slot).store(0) }
+      for slot in kernelHalfSlots { memory.entry(in: root, at: slot).exchange(0) }
       memory.adjustWireCount(of: root, by: -kernelHalfSlots.count)
       s.pointee.sharedSlotCount = 0
     } else if !kernelHalfSlots.isEmpty {
