@@ -91,10 +91,7 @@ extension Pmap {
   ) throws(EnterError) {
     let shift = level.shift
     let span: UInt64 = 1 << shift
-    var i = lo > base ? Int(truncatingIfNeeded: (lo &- base) >> shift) : 0
-    let tableEnd = base &+ (span << 9)
-    let lastByte = (hi < tableEnd ? hi : tableEnd) &- 1
-    let last = Int(truncatingIfNeeded: (lastByte &- base) >> shift)
+    var (i, last) = entryRange(level, base: base, lo: lo, hi: hi)
     var added = 0
     defer { if added != 0 { memory.adjustWireCount(of: table, by: added) } }
     let s = state

@@ -125,6 +125,17 @@ protocol LeafVisitor {
   mutating func visit(_ p: EntryPointer, entry: UInt64, level: PageTableLevel, linear: UInt64) -> Bool
 }
 
+/// The first and last entries of the table at `level` (which maps from `base`) that overlap the
+/// linear range `lo ..< hi`: what a range walk visits in one table.
+@inlinable @inline(__always)
+func entryRange(_ level: PageTableLevel, base: UInt64, lo: UInt64, hi: UInt64) -> (first: Int, last: Int) {
+  let shift = level.shift
+  let first = lo > base ? Int(truncatingIfNeeded: (lo &- base) >> shift) : 0
+  let tableEnd = base &+ ((1 as UInt64) << (shift &+ 9))
+  let lastByte = (hi < tableEnd ? hi : tableEnd) &- 1
+  return (first, Int(truncatingIfNeeded: (lastByte &- base) >> shift))
+}
+
 extension Pmap {
   /// The range walk: visits the present leaves of `table` (at `level`, covering linear
   /// addresses from `base`) that lie in `lo ..< hi`, skipping subtrees that are not present, so
@@ -142,10 +153,7 @@ extension Pmap {
   ) throws(RangeOperationError) {
     let shift = level.shift
     let span: UInt64 = 1 << shift
-    var i = lo > base ? Int(truncatingIfNeeded: (lo &- base) >> shift) : 0
-    let tableEnd = base &+ (span << 9)
-    let lastByte = (hi < tableEnd ? hi : tableEnd) &- 1
-    let last = Int(truncatingIfNeeded: (lastByte &- base) >> shift)
+    var (i, last) = entryRange(level, base: base, lo: lo, hi: hi)
     var removed = 0
     while i <= last {
       let p = memory.entry(in: table, at: i)

@@ -120,13 +120,16 @@ struct ConcurrencyStressTests {
           while shared.mutatorsRunning.load(ordering: .acquiring) > 0 {
             let space = pmaps[random.next(pmaps.count)]
             let write = random.next(3) == 0
+            // The ticket is drawn before the access: a write whose ticket is above a clear's
+            // (drawn when the clear returned) surely set D after that clear, however long this
+            // thread is preempted between its compare-and-swap and the log.
+            let ticket = shared.sequence.add(1, ordering: .sequentiallyConsistent).newValue
             sink.beginWalk()
             let frame = space.access(Self.va(random.next(Self.pagesPerSpace)), write)
             sink.endWalk()
             if write, let frame {
               let index = Int((frame.rawValue - frames[0].rawValue) >> 12)
-              shared.lastWrite(index).pointee.store(
-                shared.sequence.add(1, ordering: .sequentiallyConsistent).newValue, ordering: .releasing)
+              shared.lastWrite(index).pointee.store(ticket, ordering: .releasing)
               writes += 1
             }
           }

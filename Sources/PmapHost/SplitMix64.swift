@@ -1,11 +1,14 @@
-/// A small deterministic generator (SplitMix64, Steele, Lea and Flood 2014): the same seed
-/// gives the same tables and scripts on every machine and Swift version.
+/// SplitMix64 (Steele, Lea, Flood 2014): a small, seedable generator for reproducible tests and
+/// tools: the same seed gives the same tables, operations and scripts on every machine and Swift
+/// version. Shared by the differential tests, the fuzzer's replay, the stress test and the KVM
+/// comparison.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
   private var state: UInt64
 
-  /// A generator started from `seed`.
+  /// A generator seeded with `seed`.
   public init(seed: UInt64) { state = seed }
 
+  /// The next 64 random bits.
   public mutating func next() -> UInt64 {
     state &+= 0x9e37_79b9_7f4a_7c15
     var z = state
