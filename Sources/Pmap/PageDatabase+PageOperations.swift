@@ -185,7 +185,9 @@ extension PageDatabase {
         return count
       }
       lock.unlock()
-      // The pmap holding its lock may be waiting for this page: let it finish.
+      // The pmap holding its lock may be waiting for this page: let it finish. (The pmap itself
+      // must not be touched here, it may be gone; a host yields, a kernel pauses a few hundred
+      // atomic loads.)
       if let yield = SpinLockBackoff.yield { yield() } else { for _ in 0..<256 where lock.isLocked { continue } }
     }
   }

@@ -243,14 +243,6 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
 
   /// Runs `body` with the pmap's lock held.
   @inlinable @inline(__always)
-  func withLock<R>(_ body: () throws(RangeOperationError) -> R) throws(RangeOperationError) -> R {
-    lock.lock()
-    defer { lock.unlock() }
-    return try body()
-  }
-
-  /// Runs `body` with the pmap's lock held.
-  @inlinable @inline(__always)
   func withLock<R>(_ body: () -> R) -> R {
     lock.lock()
     defer { lock.unlock() }
