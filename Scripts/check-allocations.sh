@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Checks that the per-page hot paths (enter into existing tables, re-enter, extract, translation,
-# protect, unwire, remove) allocate nothing on the heap: valgrind counts the heap allocations of
-# pmap-bench --alloc-probe for 100 and for 1000 rounds; the two counts must be equal.
+# Checks that the per-page hot paths allocate nothing on the heap and do no reference counting:
+# pmap-bench --alloc-probe runs enter into existing tables, re-enter, extract, translation,
+# protect, unwire and remove on unmanaged pages of both formats, then pv inserts and removes and
+# every page operation on managed pages that a native and an EPT pmap share.
+# - heap: valgrind counts the heap allocations for 100 and for 1000 rounds; they must be equal.
+# - ARC: a preloaded shim counts the calls the program makes to swift_retain / swift_release
+#   (and their _n and bridge-object forms) for 100 and 1000 rounds; they must be equal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 swift build -c release --product pmap-bench >/dev/null
 bench=$(swift build -c release --show-bin-path)/pmap-bench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
 count() {
-  local log
-  log=$(mktemp)
-  if ! valgrind --tool=memcheck --leak-check=no "$bench" --alloc-probe "$1" >"$log.out" 2>"$log" ||
-    ! grep -q "rounds done" "$log.out"; then
+  if ! valgrind --tool=memcheck --leak-check=no "$bench" --alloc-probe "$1" >"$work/out" 2>"$work/err" ||
+    ! grep -q "rounds done" "$work/out"; then
     echo "FAIL: pmap-bench --alloc-probe $1 did not complete:" >&2
-    cat "$log.out" >&2
+    cat "$work/out" "$work/err" >&2
     exit 1
   fi
-  sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$log" | tr -d ,
-  rm -f "$log" "$log.out"
+  sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$work/err" | tr -d ,
 }
 a=$(count 100) || exit 1
 b=$(count 1000) || exit 1
@@ -28,3 +32,43 @@ if [ -z "$a" ] || [ "$a" != "$b" ]; then
   exit 1
 fi
 echo "OK: no heap allocation per page"
+
+# The shim interposes the runtime's entry points (the program calls them through its PLT).
+cat >"$work/arc.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+static unsigned long retains, releases;
+#define FORWARD(ret, name, params, args, counter)                                   \
+  ret name params {                                                                 \
+    static ret (*real) params;                                                      \
+    if (!real) real = (ret (*) params)dlsym(RTLD_NEXT, #name);                      \
+    __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);                              \
+    return real args;                                                               \
+  }
+FORWARD(void *, swift_retain, (void *o), (o), retains)
+FORWARD(void *, swift_retain_n, (void *o, unsigned n), (o, n), retains)
+FORWARD(void *, swift_bridgeObjectRetain, (void *o), (o), retains)
+FORWARD(void, swift_release, (void *o), (o), releases)
+FORWARD(void, swift_release_n, (void *o, unsigned n), (o, n), releases)
+FORWARD(void, swift_bridgeObjectRelease, (void *o), (o), releases)
+__attribute__((destructor)) static void report(void) {
+  fprintf(stderr, "arc-count: %lu %lu\n", retains, releases);
+}
+C
+cc -O2 -shared -fPIC -o "$work/arc.so" "$work/arc.c" -ldl
+arc() {
+  LD_PRELOAD="$work/arc.so" "$bench" --alloc-probe "$1" >"$work/out" 2>"$work/err" || {
+    cat "$work/out" "$work/err" >&2
+    exit 1
+  }
+  sed -n 's/^arc-count: //p' "$work/err"
+}
+x=$(arc 100) || exit 1
+y=$(arc 1000) || exit 1
+echo "retains releases: $x for 100 rounds, $y for 1000 rounds"
+if [ -z "$x" ] || [ "$x" != "$y" ]; then
+  echo "FAIL: the per-page operations do reference counting ($x for 100 rounds, $y for 1000)"
+  exit 1
+fi
+echo "OK: no reference counting per page"

@@ -111,15 +111,16 @@ extension PageDatabase {
   /// the pool, after growing the pool by a frame of nodes from the allocator when it is empty.
   /// `enter` calls it as its last step that can fail, so nothing needs undoing after it.
   ///
-  /// - Throws: ``EnterError/outOfPVEntries`` when the pool is empty and the allocator has no
-  ///   frame.
+  /// Returns `false`, the stash still empty, when the pool is empty and the allocator has no
+  /// frame (`enter` reports ``EnterError/outOfPVEntries``). Not throwing, so that `enter` can
+  /// call it on an unretained reference (a throwing call kept a retain/release pair around it).
   @inlinable @inline(never)
-  func refill(_ stash: UnsafeMutablePointer<PVStash>) throws(EnterError) {
+  func refill(_ stash: UnsafeMutablePointer<PVStash>) -> Bool {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
     if s.pointee.freeNodeCount == 0 {
-      guard let frame = allocator.allocateFrame() else { throw .outOfPVEntries }
+      guard let frame = allocator.allocateFrame() else { return false }
       precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
       let p = memory.pointer(to: frame)
       // Nodes 0..<255, linked in order; the last 8 bytes of the frame link the pool's frames.
@@ -148,6 +149,7 @@ extension PageDatabase {
     }
     s.pointee.freeNodeCount &-= taken
     stash.pointee.count &+= taken
+    return true
   }
 
   /// Returns `count` nodes from the front of `stash` to the pool (all of them by default).

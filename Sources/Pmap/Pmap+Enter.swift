@@ -119,13 +119,13 @@ extension Pmap {
         let pageLock = self.pages.unsafelyUnwrapped.pageLock(pa)
         pageLock.lock()
         if self.pages.unsafelyUnwrapped.needsNode(pa) && pvStash.pointee.count == 0 {
-          do { try self.pages.unsafelyUnwrapped.refill(pvStash) } catch {
+          if !refillStash() {
             pageLock.unlock()
             if allocated { freeEmptyTables(above: table, linear: va.linear) }
             if !options.contains(.canFail) {
               preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
             }
-            throw error
+            throw .outOfPVEntries
           }
         }
         p.store(new)
@@ -188,11 +188,11 @@ extension Pmap {
       pages.stripeLock(first).unlock()
     }
     if newManaged && pages.needsNode(newFrame) && pvStash.pointee.count == 0 {
-      do { try pages.refill(pvStash) } catch {
+      if !refillStash() {
         if !options.contains(.canFail) {
           preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
         }
-        throw error
+        throw .outOfPVEntries
       }
     }
     let previous = p.exchange(new)
@@ -202,6 +202,16 @@ extension Pmap {
     }
     if newManaged { pages.insert(slot: pvSlot, linear: linear, frame: newFrame, stash: pvStash) }
     return previous
+  }
+
+  /// Refills the pv stash from the page database's pool (``PageDatabase/refill(_:)``) through
+  /// an unretained reference: no reference counting on the enter path. Returns `false` when no
+  /// node could be had.
+  ///
+  /// - Precondition: the pmap tracks pv entries (``pages`` is set).
+  @inlinable @inline(__always)
+  func refillStash() -> Bool {
+    Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.refill(pvStash) }
   }
 
   /// The error ``enter(_:_:protection:access:options:cacheMode:size:)`` reports for arguments

@@ -155,7 +155,7 @@ extension Pmap {
     pageLock.lock()
     defer { pageLock.unlock() }
     if self.pages.unsafelyUnwrapped.needsNode(frame) && pvStash.pointee.count == 0 {
-      try self.pages.unsafelyUnwrapped.refill(pvStash)
+      if !refillStash() { throw .outOfPVEntries }
     }
     p.store(new)
     self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)

@@ -307,7 +307,8 @@ func report(_ formatName: String, _ table: [[Cell]], rows: [Row], on m: Machine)
 let machine = Machine(arguments: CommandLine.arguments)
 
 // --alloc-probe K: K rounds of the per-page operations on pages whose page-table pages already
-// exist, and nothing else. Run under valgrind for two values of K: equal heap-allocation counts
+// exist (unmanaged pages in each format, then managed pages shared by a native and an EPT pmap
+// with every page operation), and nothing else. Run under valgrind for two values of K: equal heap-allocation counts
 // mean the hot paths allocate nothing per page (Scripts/check-allocations.sh).
 if let i = CommandLine.arguments.firstIndex(of: "--alloc-probe"), i + 1 < CommandLine.arguments.count,
   let rounds = Int(CommandLine.arguments[i + 1])
@@ -335,8 +336,47 @@ if let i = CommandLine.arguments.firstIndex(of: "--alloc-probe"), i + 1 < Comman
     }
     pmap.destroy()
   }
+  // Managed pages shared by a native and an EPT pmap: pv inserts and removes (the second
+  // mapping of a page takes a pool node), and every page operation.
+  func probeManaged() {
+    guard
+      let host = try? Pmap<NativePTE>(
+        memory: machine.ram.memory, allocator: machine.pageTableFrames, invalidation: machine.sink,
+        pages: machine.pages, locking: machine.locking),
+      let guest = try? Pmap<EPTPTE>(
+        memory: machine.ram.memory, allocator: machine.pageTableFrames, invalidation: machine.sink,
+        pages: machine.pages, locking: machine.locking)
+    else { fail("pmap creation") }
+    let keep = VirtualAddress(vaBase + (511 << 12))
+    do {
+      try host.enter(keep, PhysicalAddress(dataBase), protection: .readWrite)
+      try guest.enter(keep, PhysicalAddress(dataBase), protection: .readWrite)
+    } catch { fail("enter") }
+    let pages = machine.pages
+    for r in 0..<rounds {
+      let va = VirtualAddress(vaBase + UInt64(r % 500) << 12)
+      let pa = PhysicalAddress(dataBase + UInt64(1 + r % 4096) << 12)
+      do {
+        try host.enter(va, pa, protection: .readWrite, access: .write)
+        try guest.enter(va, pa, protection: .all, access: .read)
+        _ = pages.isReferenced(pa)
+        _ = pages.isModified(pa)
+        _ = pages.clearReference(pa)
+        _ = pages.clearModify(pa)
+        _ = pages.referencedCount(pa)
+        _ = pages.attributes(of: pa)
+        pages.protectPage(pa, to: .read)
+        try guest.remove(VirtualRange(page: va))
+        try guest.enter(va, pa, protection: .readWrite)
+        pages.protectPage(pa, to: [])
+      } catch { fail("managed probe round \(r)") }
+    }
+    host.destroy()
+    guest.destroy()
+  }
   probe(NativePTE.self)
   probe(EPTPTE.self)
+  probeManaged()
   print("alloc-probe: \(rounds) rounds done")
   exit(0)
 }
