@@ -9,11 +9,11 @@ which="${1:-all}"
 
 mkdir -p .build-tsan .build-asan
 if [ "$which" = thread ] || [ "$which" = all ]; then
-  echo "--- Thread Sanitizer: stress, differential, pv-lists, attributes"
+  echo "--- Thread Sanitizer: stress, differential, pv-lists, attributes, lock-free extract"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 PMAP_STRESS_OPS=${PMAP_STRESS_OPS:-5000} \
-    PMAP_DIFFERENTIAL_OPS=${PMAP_DIFFERENTIAL_OPS:-20000} \
+    PMAP_DIFFERENTIAL_OPS=${PMAP_DIFFERENTIAL_OPS:-20000} PMAP_LOCKFREE_ROUNDS=${PMAP_LOCKFREE_ROUNDS:-20000} \
     swift test --sanitize=thread --scratch-path .build-tsan \
-    --filter 'ConcurrencyStress|Differential|PVList|PageAttribute' 2>&1 | tee .build-tsan/tsan.log
+    --filter 'ConcurrencyStress|Differential|PVList|PageAttribute|LockFree' 2>&1 | tee .build-tsan/tsan.log
   if grep -q "WARNING: ThreadSanitizer" .build-tsan/tsan.log; then echo "Thread Sanitizer reported a race"; exit 1; fi
 fi
 

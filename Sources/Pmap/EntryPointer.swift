@@ -31,10 +31,19 @@ public struct EntryPointer: Hashable, @unchecked Sendable {
   @inlinable @inline(__always)
   public func load() -> UInt64 { atomic.pointee.load(ordering: .relaxed) }
 
+  /// Reads the entry with acquire ordering: a lock-free walk that finds a table linked sees the
+  /// table's contents as they were when it was linked (a plain `mov` on x86-64).
+  @inlinable @inline(__always)
+  public func loadAcquiring() -> UInt64 { atomic.pointee.load(ordering: .acquiring) }
+
   /// Writes an entry that the hardware cannot be updating (a non-present one, or a page-table
   /// page not yet reachable). Release ordering publishes a zeroed child table before its link.
   @inlinable @inline(__always)
   public func store(_ value: UInt64) { atomic.pointee.store(value, ordering: .releasing) }
+
+  /// Writes the entry with no ordering: for clearing a page-table page that is not linked.
+  @inlinable @inline(__always)
+  public func storeRelaxed(_ value: UInt64) { atomic.pointee.store(value, ordering: .relaxed) }
 
   /// Replaces the entry and returns the final old value, including any A/D bits the hardware
   /// set up to the instant of the swap (NetBSD's `pmap_pte_testset`).

@@ -76,6 +76,17 @@ public struct PhysicalMemory: @unchecked Sendable {
     pointer(to: frame).initializeMemory(as: UInt64.self, repeating: 0, count: 512)
   }
 
+  /// Zeroes the page-table page at `frame` one entry at a time with atomic stores, for a page
+  /// that a lock-free walk (``Pmap/extract(_:)``) may still be reading as a table it freed: its
+  /// loads then race only with atomic stores, and its generation check discards what it read.
+  ///
+  /// - Precondition: (unchecked) `frame` is 4 KiB aligned and below ``size``.
+  /// - Complexity: 512 stores.
+  @inlinable
+  public func zeroTable(_ frame: PhysicalAddress) {
+    for i in 0..<512 { entry(in: frame, at: i).storeRelaxed(0) }
+  }
+
   /// The wire count of the page-table page at `table` (1 + its live entries, as NetBSD).
   @inlinable @inline(__always)
   public func wireCount(of table: PhysicalAddress) -> Int {

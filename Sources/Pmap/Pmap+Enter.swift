@@ -283,7 +283,7 @@ extension Pmap {
     for k in 0..<needed {
       let frame = k == 0 ? frames.0 : (k == 1 ? frames.1 : frames.2)
       childLevel = PageTableLevel(rawValue: childLevel.rawValue &- 1).unsafelyUnwrapped
-      memory.zeroFrame(frame)
+      memory.zeroTable(frame)
       memory.setWireCount(of: frame, to: 1)
       parentEntry.store(Ops.tableEntry(for: frame))
       memory.adjustWireCount(of: parentTable, by: 1)

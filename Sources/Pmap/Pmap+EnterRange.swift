@@ -131,7 +131,7 @@ extension Pmap {
         } else {
           guard let child = allocator.allocateFrame() else { throw .outOfPageTableMemory }
           precondition(memory.covers(child), "Pmap: the allocator returned a frame outside the direct map")
-          memory.zeroFrame(child)
+          memory.zeroTable(child)
           memory.setWireCount(of: child, to: 1)
           p.store(Ops.tableEntry(for: child))
           added &+= 1

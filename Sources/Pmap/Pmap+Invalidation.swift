@@ -1,3 +1,5 @@
+import Synchronization
+
 extension Pmap {
   /// Records that the translation of `linear` (a 48-bit linear address) may be cached and has
   /// changed (`pmap_tlb_shootdown`).
@@ -36,6 +38,7 @@ extension Pmap {
     let retired = s.pointee.retiredCount
     if retired != 0 {
       s.pointee.retiredCount = 0
+      bumpTableGeneration()
       for i in 0..<retired { allocator.releaseFrame(s.pointee.retiredTables[i]) }
     }
   }
@@ -58,5 +61,16 @@ extension Pmap {
     s.pointee.retiredTables[s.pointee.retiredCount] = table
     s.pointee.retiredCount &+= 1
     s.pointee.hasPendingWork = true
+  }
+
+  /// Tells lock-free walks that page-table pages are about to be freed (a seqlock's write
+  /// side): the bump is ordered after the unlinks (release) and before anything the frames'
+  /// next owners write (full fence). Called under the pmap's lock, right before the frames go
+  /// back to the allocator.
+  @inlinable
+  func bumpTableGeneration() {
+    let generation = tableGeneration
+    generation.pointee.store(generation.pointee.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+    atomicMemoryFence(ordering: .sequentiallyConsistent)
   }
 }

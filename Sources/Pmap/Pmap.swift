@@ -1,3 +1,5 @@
+import Synchronization
+
 // Locking (see Sources/Pmap/Pmap.docc/Architecture.md, "Locks and atomicity"):
 //   Lock order: object (UVMLite guest memory) -> pmap -> page stripe (pv-list) -> pv pool
 //   -> frame allocator. Every lock is a SpinLock (an Atomic word; no Mutex on bare metal).
@@ -58,6 +60,13 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   @inlinable var lock: SpinLock { lockLine.lock(0, elided: locking == .callerSerialized) }
   /// Free pv nodes kept for this pmap's `enter` (guarded by ``lock``).
   @inlinable var pvStash: UnsafeMutablePointer<PVStash> { lockLine.payload(0, as: PVStash.self) }
+  /// The table generation: bumped before page-table pages go back to the allocator, so that a
+  /// lock-free walk (``extract(_:)``, ``translation(of:)``) that may have read a freed table
+  /// knows to start over. Alone on the second lock line: writers touch it only when they free
+  /// tables, and readers only read it.
+  @inlinable var tableGeneration: UnsafeMutablePointer<Atomic<UInt64>> {
+    (lockLine.base + 64).assumingMemoryBound(to: Atomic<UInt64>.self)
+  }
   /// The managed pages this pmap tracks mappings of, if any.
   public let pages: PageDatabase?
   /// This pmap's slot in ``pages``' registry.
@@ -131,7 +140,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     }
     guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
     precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
-    memory.zeroFrame(frame)
+    memory.zeroTable(frame)
     memory.setWireCount(of: frame, to: 1)
     // The kernel half: preallocated and pinned (wire count 2 + live entries, so that removing
     // the last mapping under one never frees it), or copied from the kernel pmap.
@@ -148,7 +157,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
         throw .outOfPageTableMemory
       }
       precondition(memory.covers(table), "Pmap: the allocator returned a frame outside the direct map")
-      memory.zeroFrame(table)
+      memory.zeroTable(table)
       memory.setWireCount(of: table, to: 2)
       memory.entry(in: frame, at: slot).store(Ops.tableEntry(for: table))
       pinned += 1
@@ -179,7 +188,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       state.pointee.sharedSlotStart = self.kernelHalfSlots.lowerBound
       state.pointee.sharedSlotCount = self.kernelHalfSlots.count
     }
-    self.lockLine = LockLines(count: 1)
+    self.lockLine = LockLines(count: 2)
     lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())
     self.pages = pages
     if let pages {
@@ -231,6 +240,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     flushInvalidations()
     state.pointee.isDestroyed = true
     memory.setWireCount(of: root, to: 0)
+    bumpTableGeneration()
     allocator.releaseFrame(root)
     pages?.drain(pvStash)
     lock.unlock()

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What a pmap maps at an address (the answer of `pmap_extract`, with the rest of the entry).
 @frozen
 public struct Translation: Hashable, Sendable {
@@ -49,27 +51,71 @@ public struct Translation: Hashable, Sendable {
 extension Pmap {
   /// The physical address `va` translates to, or `nil` when nothing maps it (`pmap_extract`).
   ///
-  /// - Complexity: O(1), at most four loads; allocates nothing.
+  /// Lock-free: it takes no lock and writes nothing shared, so it scales with the number of
+  /// CPUs asking and never waits for a writer (as Linux's `get_user_pages_fast` and KVM's
+  /// lockless shadow walks). It reads the table generation, walks, and reads the generation
+  /// again; page-table pages are freed only after a bump of the generation, so when the two
+  /// reads agree no table it went through had been freed, and the answer is one the pmap held
+  /// at some instant during the call. Otherwise it walks again. Tables it reads are checked
+  /// against the direct map, so a freed table's new contents never lead it outside.
+  ///
+  /// Linearizable with the pmap's other operations: a mapping entered before the call started
+  /// is found; one removed before it started is not.
+  ///
+  /// - Precondition: the pmap is not destroyed (concurrently with a `destroy()` is misuse).
+  /// - Complexity: O(1), at most four loads and two reads of the generation; allocates nothing.
   @inlinable @inline(__always)
   public func extract(_ va: VirtualAddress) -> PhysicalAddress? {
-    lock.lock()
-    defer { lock.unlock() }
     checkAlive()
-    guard let leaf = lookupLeaf(va) else { return nil }
+    guard let leaf = lockFreeLeaf(va) else { return nil }
     return PhysicalAddress(
       unchecked: Ops.leafFrame(leaf.value, at: leaf.level).rawValue | (va.rawValue & (leaf.level.bytesPerEntry &- 1)))
   }
 
-  /// Everything about the mapping of `va`, or `nil` when nothing maps it.
+  /// Everything about the mapping of `va`, or `nil` when nothing maps it. Lock-free, like
+  /// ``extract(_:)``.
   ///
+  /// - Precondition: the pmap is not destroyed.
   /// - Complexity: O(1).
   @inlinable
   public func translation(of va: VirtualAddress) -> Translation? {
-    lock.lock()
-    defer { lock.unlock() }
     checkAlive()
-    guard let leaf = lookupLeaf(va) else { return nil }
+    guard let leaf = lockFreeLeaf(va) else { return nil }
     return Translation.decode(
       Ops.self, leaf.value, at: leaf.level, offset: va.rawValue & (leaf.level.bytesPerEntry &- 1))
+  }
+
+  /// The leaf entry mapping `va` and its level, read without the pmap's lock (a seqlock read
+  /// side over ``tableGeneration``; see ``extract(_:)``). An address in a kernel half this pmap
+  /// shares is walked in the kernel pmap's tables, so the kernel pmap's generation is the one
+  /// that guards it.
+  @inlinable @inline(__always)
+  func lockFreeLeaf(_ va: VirtualAddress) -> (value: UInt64, level: PageTableLevel)? {
+    let generation =
+      isInSharedKernelHalf(slot: va.index(at: .pml4).value)
+      ? kernelHalfOwner.unsafelyUnwrapped.tableGeneration : tableGeneration
+    while true {
+      let before = generation.pointee.load(ordering: .acquiring)
+      let leaf = walkOnce(va)
+      atomicMemoryFence(ordering: .acquiring)
+      if generation.pointee.load(ordering: .relaxed) == before { return leaf.found ? (leaf.value, leaf.level) : nil }
+    }
+  }
+
+  /// One walk for ``lockFreeLeaf(_:)``: acquire loads, and a table outside the direct map
+  /// (only possible when a freed table was reused under the walk) ends it as "not found", which
+  /// the generation check then discards.
+  @inlinable @inline(__always)
+  func walkOnce(_ va: VirtualAddress) -> (found: Bool, value: UInt64, level: PageTableLevel) {
+    var table = root
+    var level = PageTableLevel.root
+    while true {
+      let e = memory.entry(in: table, at: va.index(at: level).value).loadAcquiring()
+      guard Ops.isPresent(e) else { return (false, 0, level) }
+      if Ops.isLeaf(e, at: level) { return (true, e, level) }
+      table = Ops.tableFrame(e)
+      guard memory.covers(table) else { return (false, 0, level) }
+      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+    }
   }
 }
