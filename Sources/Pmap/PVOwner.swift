@@ -15,23 +15,6 @@ open class PVOwner {
 
   /// The root of the pmap (its identity in reports).
   open var pvRoot: PhysicalAddress { preconditionFailure("PVOwner.pvRoot is abstract") }
-  /// The attributes recorded in the leaf that maps `linear`.
-  open func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
-    preconditionFailure("PVOwner.pvAttributes is abstract")
-  }
-  /// Clears `attributes` (`.referenced`, `.modified`) in the leaf that maps `linear`; returns
-  /// what it recorded before, with ``PageAttributes/invalidationOwed`` when the change must be
-  /// invalidated (the page database batches those across pmaps). Clearing `.referenced` clears
-  /// D as well (D implies A in every entry); the caller keeps a reported `.modified` in the
-  /// page's cache. Without hardware A/D nothing is cleared.
-  open func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
-    preconditionFailure("PVOwner.pvClear is abstract")
-  }
-  /// Removes write permission from the leaf that maps `linear`; returns its attributes, with
-  /// ``PageAttributes/invalidationOwed`` when the change must be invalidated.
-  open func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
-    preconditionFailure("PVOwner.pvWriteProtect is abstract")
-  }
   /// Removes the leaf that maps `linear`, but not its pv entry, and reports the invalidation it
   /// owes (page-table pages it frees wait for it); returns the leaf's final attributes.
   open func pvRemove(atLinear linear: UInt64) -> PageAttributes {
@@ -57,18 +40,6 @@ public final class GenericPVOwner<Ops: PTEOps>: PVOwner {
   public init(_ pmap: Pmap<Ops>) { self.pmap = Unmanaged.passUnretained(pmap) }
   /// The pmap's ``Pmap/root``.
   public override var pvRoot: PhysicalAddress { pmap._withUnsafeGuaranteedRef { $0.root } }
-  /// Forwards to the pmap's `_pvAttributes(atLinear:)`.
-  public override func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvAttributes(atLinear: linear) }
-  }
-  /// Forwards to the pmap's `_pvClear(_:atLinear:)`.
-  public override func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvClear(attributes, atLinear: linear) }
-  }
-  /// Forwards to the pmap's `_pvWriteProtect(atLinear:)`.
-  public override func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvWriteProtect(atLinear: linear) }
-  }
   /// Forwards to the pmap's `_pvRemove(atLinear:)`.
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }

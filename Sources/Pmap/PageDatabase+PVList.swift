@@ -1,9 +1,9 @@
 extension PageDatabase {
   // MARK: Registry
 
-  /// Registers a pmap's adapter (retained until ``unregister(slot:)``) and its lock; returns
-  /// its slot.
-  func register(_ owner: PVOwner, lock: SpinLock, stash: UnsafeMutablePointer<PVStash>) -> Int {
+  /// Registers a pmap's adapter (retained until ``unregister(slot:)``), its lock and its
+  /// entry format; returns its slot.
+  func register(_ owner: PVOwner, lock: SpinLock, stash: UnsafeMutablePointer<PVStash>, format: PVFormat) -> Int {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
@@ -15,6 +15,7 @@ extension PageDatabase {
     slots[i].stash = stash
     slots[i].root = owner.pvRoot
     slots[i].sink = owner.pvSinkIdentity
+    slots[i].format = format
     s.pointee.registeredCount += 1
     s.pointee.freeSlotHint = (i + 1) % pmapCapacity
     return i

@@ -14,7 +14,7 @@ extension PageDatabase {
     defer { pageLock(f).unlock() }
     var merged = page(f).pointee.attributes
     forEachEntry(of: f) { e in
-      merged.formUnion(withOwner(of: e) { $0.pvAttributes(atLinear: PVEntry.linear(e)) })
+      merged.formUnion(leafAttributes(e))
     }
     page(f).pointee.attributes = merged.subtracting(.writable)
     return merged
@@ -96,7 +96,7 @@ extension PageDatabase {
       var seen = page(f).pointee.attributes
       page(f).pointee.attributes.subtract(which)
       forEachEntry(of: f) { e in
-        let old = settle(withOwner(of: e) { $0.pvClear(which, atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+        let old = settle(clearLeaf(which, e), for: e, into: &pending)
         seen.formUnion(old)
         // D cleared along with A stays recorded in the cache.
         if old.contains(.modified) && !which.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
@@ -122,8 +122,7 @@ extension PageDatabase {
     let count = withPendingRequests { pending in
       var count = 0
       forEachEntry(of: f) { e in
-        let old = settle(
-          withOwner(of: e) { $0.pvClear(.referenced, atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+        let old = settle(clearLeaf(.referenced, e), for: e, into: &pending)
         if old.contains(.referenced) { count += 1 }
         if old.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
       }
@@ -148,8 +147,7 @@ extension PageDatabase {
       defer { pageLock(f).unlock() }
       withPendingRequests { pending in
         forEachEntry(of: f) { e in
-          let attributes = settle(
-            withOwner(of: e) { $0.pvWriteProtect(atLinear: PVEntry.linear(e)) }, for: e, into: &pending)
+          let attributes = settle(writeProtectLeaf(e), for: e, into: &pending)
           page(f).pointee.attributes.formUnion(attributes.intersection([.referenced, .modified]))
         }
       }
@@ -198,5 +196,79 @@ extension PageDatabase {
   public func removeAllMappings(_ frame: PhysicalAddress) -> Int {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     return removeAll(frame.alignedDown())
+  }
+
+  // MARK: Leaves, read and cleared here
+
+  /// The 4 KiB leaf that pv entry `e` names, found with a walk from its pmap's root that needs
+  /// no presence checks: a pv entry exists only while its managed leaf does, and the caller
+  /// holds the page's lock, so neither the leaf nor the tables above it can go away.
+  ///
+  /// - Precondition: the caller holds the lock of a page whose list holds `e`.
+  @inlinable @inline(__always)
+  func leaf(of e: UInt64) -> (entry: EntryPointer, value: UInt64, format: PVFormat) {
+    let owner = slots + PVEntry.slot(e)
+    let format = owner.pointee.format
+    let linear = PVEntry.linear(e)
+    let mask = format.frameMask
+    var table = owner.pointee.root.rawValue
+    table =
+      memory.entry(in: PhysicalAddress(unchecked: table), at: Int(truncatingIfNeeded: linear >> 39) & 511).load() & mask
+    table =
+      memory.entry(in: PhysicalAddress(unchecked: table), at: Int(truncatingIfNeeded: linear >> 30) & 511).load() & mask
+    table =
+      memory.entry(in: PhysicalAddress(unchecked: table), at: Int(truncatingIfNeeded: linear >> 21) & 511).load() & mask
+    let p = memory.entry(in: PhysicalAddress(unchecked: table), at: Int(truncatingIfNeeded: linear >> 12) & 511)
+    let value = p.load()
+    precondition(value & format.managed != 0, "PageDatabase: a pv entry names an address with no managed mapping")
+    return (p, value, format)
+  }
+
+  /// The attributes the leaf of pv entry `e` records (NetBSD's `pmap_pte_to_pp_attrs` of it).
+  @inlinable @inline(__always)
+  func leafAttributes(_ e: UInt64) -> PageAttributes {
+    let leaf = leaf(of: e)
+    return leaf.format.attributes(of: leaf.value)
+  }
+
+  /// Clears `which` (`.referenced`, `.modified`) in the leaf of pv entry `e`; returns what it
+  /// recorded before, with ``PageAttributes/invalidationOwed`` when the change must be
+  /// invalidated (it had A set). Clearing `.referenced` clears D as well, so that D implies A
+  /// stays true of every entry; the caller keeps a reported `.modified` in the page's cache.
+  /// In a pmap without hardware A/D nothing is cleared (its entries always report both).
+  ///
+  /// - Precondition: the caller holds the lock of a page whose list holds `e`.
+  @inlinable @inline(__always)
+  func clearLeaf(_ which: PageAttributes, _ e: UInt64) -> PageAttributes {
+    let leaf = leaf(of: e)
+    let format = leaf.format
+    guard format.hardwareAD else { return format.attributes(of: leaf.value) }
+    var bits: UInt64 = 0
+    if which.contains(.referenced) { bits |= format.accessed | format.dirty }
+    if which.contains(.modified) { bits |= format.dirty }
+    // None of them set when the walk read the entry: nothing to clear, and no locked operation
+    // (a pagedaemon scan meets mostly such cold pages). A bit the MMU sets right after the read
+    // is an access after this clear, and stays set.
+    if leaf.value & bits == 0 { return format.attributes(of: leaf.value) }
+    let old = leaf.entry.clearBits(bits)
+    var answer = format.attributes(of: old)
+    if old & bits != 0 && old & format.accessed != 0 { answer.insert(.invalidationOwed) }
+    return answer
+  }
+
+  /// Removes write permission from the leaf of pv entry `e` (one atomic AND, skipped when it is
+  /// already read-only); returns its attributes before, with
+  /// ``PageAttributes/invalidationOwed`` when a translation allowing writes may be cached.
+  ///
+  /// - Precondition: the caller holds the lock of a page whose list holds `e`.
+  @inlinable @inline(__always)
+  func writeProtectLeaf(_ e: UInt64) -> PageAttributes {
+    let leaf = leaf(of: e)
+    let format = leaf.format
+    if leaf.value & format.writable == 0 { return format.attributes(of: leaf.value) }
+    let old = leaf.entry.clearBits(format.writable)
+    var answer = format.attributes(of: old)
+    if old & format.writable != 0 && old & format.accessed != 0 { answer.insert(.invalidationOwed) }
+    return answer
   }
 }

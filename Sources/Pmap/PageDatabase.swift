@@ -10,10 +10,12 @@
 ///   entry's A/D into `pp_attrs` whenever the entry is removed or replaced), plus what page
 ///   operations have already gathered.
 ///
-/// Page operations (`isReferenced`, `clearModify`, `protectPage`, ...) walk the pv-list and ask
-/// each pmap, through its ``PVOwner`` conformance, to read or change its own entry with its own
-/// format: "we take the Accessed bits from the two pmaps using different PTE sets in each case,
-/// and combine them into a generic PP_ATTRS flag" (NetBSD, EPT commit).
+/// Page operations (`isReferenced`, `clearModify`, `protectPage`, ...) walk the pv-list and read
+/// or change each mapping's entry with its own pmap's format: "we take the Accessed bits from the
+/// two pmaps using different PTE sets in each case, and combine them into a generic PP_ATTRS
+/// flag" (NetBSD, EPT commit). The format's bits are kept per registered pmap (`PVFormat`), so
+/// reading and clearing A/D/W needs no call into the pmap; removing a mapping goes through the
+/// pmap's ``PVOwner`` adapter.
 ///
 /// Physical addresses outside the managed range (device memory, MMIO) are unmanaged: mapped
 /// without pv tracking and ignored by page operations.
@@ -259,7 +261,50 @@ struct OwnerSlot {
   /// The pmap's root and the identity of its invalidation sink, cached at registration.
   @usableFromInline var root = PhysicalAddress(truncating: 0)
   @usableFromInline var sink: ObjectIdentifier? = nil
+  /// The pmap's entry format as masks, so that page operations read and clear A/D in its
+  /// leaves themselves, with no call into the pmap.
+  @usableFromInline var format = PVFormat()
   @inlinable init() {}
+}
+
+/// What page operations need of a registered pmap's entry format, as data (taken from its
+/// ``PTEOps`` at registration): the accessed, dirty, writable and pv-tracked bits, the frame
+/// field, and whether the hardware sets A/D. Attributes are still read "with each pmap's own
+/// PTE set" (NetBSD's EPT commit); the page database just does it without a call per mapping.
+@usableFromInline
+struct PVFormat {
+  @usableFromInline var accessed: UInt64 = 0
+  @usableFromInline var dirty: UInt64 = 0
+  @usableFromInline var writable: UInt64 = 0
+  @usableFromInline var managed: UInt64 = 0
+  @usableFromInline var frameMask: UInt64 = 0
+  @usableFromInline var hardwareAD = false
+  @inlinable init() {}
+
+  /// The masks of format `Ops`, for a pmap with or without hardware A/D.
+  @inlinable
+  init<Ops: PTEOps>(_: Ops.Type, hardwareAD: Bool) {
+    accessed = Ops.accessedBit
+    dirty = Ops.dirtyBit
+    writable = Ops.entryBits(for: .writable)
+    managed = Ops.managedBit
+    frameMask = Ops.tableFrame(0x000f_ffff_ffff_f000).rawValue
+    self.hardwareAD = hardwareAD
+    precondition(
+      Ops.pageAttributes(of: accessed | dirty | writable) == [.referenced, .modified, .writable]
+        && Ops.pageAttributes(of: ~(accessed | dirty | writable)).isEmpty,
+      "PVFormat: the format's page attributes are not its A, D and W bits")
+  }
+
+  /// A -> referenced, D -> modified, W -> writable: the format's `pageAttributes(of:)`.
+  @inlinable @inline(__always)
+  func attributes(of entry: UInt64) -> PageAttributes {
+    var a: PageAttributes = []
+    if entry & accessed != 0 { a.insert(.referenced) }
+    if entry & dirty != 0 { a.insert(.modified) }
+    if entry & writable != 0 { a.insert(.writable) }
+    return a
+  }
 }
 
 /// Invalidations a page operation owes, gathered across pmaps and reported once per sink: on the

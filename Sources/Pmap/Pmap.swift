@@ -195,7 +195,9 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
-      state.pointee.pvSlot = pages.register(Ops.makePVOwner(for: self), lock: lock, stash: pvStash)
+      state.pointee.pvSlot = pages.register(
+        Ops.makePVOwner(for: self), lock: lock, stash: pvStash,
+        format: PVFormat(Ops.self, hardwareAD: hardwareManagesAccessedDirty))
     }
   }
 

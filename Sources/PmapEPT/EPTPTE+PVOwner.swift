@@ -12,18 +12,6 @@ public final class EPTPVOwner: PVOwner {
   public init(_ pmap: EPTPmap) { self.pmap = Unmanaged.passUnretained(pmap) }
   /// The pmap's root table (its identity in the page database).
   public override var pvRoot: PhysicalAddress { pmap._withUnsafeGuaranteedRef { $0.root } }
-  /// The attributes the EPT leaf at `linear` records (see ``/Pmap/PVOwner/pvAttributes(atLinear:)``).
-  public override func pvAttributes(atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvAttributes(atLinear: linear) }
-  }
-  /// Clears `attributes` in the EPT leaf at `linear` (see ``/Pmap/PVOwner/pvClear(_:atLinear:)``).
-  public override func pvClear(_ attributes: PageAttributes, atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvClear(attributes, atLinear: linear) }
-  }
-  /// Write-protects the EPT leaf at `linear` (see ``/Pmap/PVOwner/pvWriteProtect(atLinear:)``).
-  public override func pvWriteProtect(atLinear linear: UInt64) -> PageAttributes {
-    pmap._withUnsafeGuaranteedRef { $0._pvWriteProtect(atLinear: linear) }
-  }
   /// Removes the EPT leaf at `linear` (see ``/Pmap/PVOwner/pvRemove(atLinear:)``).
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
