@@ -115,30 +115,14 @@ extension PageDatabase {
   /// Returns `false`, the stash still empty, when the pool is empty and the allocator has no
   /// frame (`enter` reports ``EnterError/outOfPVEntries``). Not throwing, so that `enter` can
   /// call it on an unretained reference (a throwing call kept a retain/release pair around it).
-  @inlinable @inline(never)
+  /// Inlined: taking a node is a few loads and stores under the pool lock; only growing the
+  /// pool is a call.
+  @inlinable @inline(__always)
   func refill(_ stash: UnsafeMutablePointer<PVStash>) -> Bool {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
-    if s.pointee.freeNodeCount == 0 {
-      guard let frame = allocator.allocateFrame() else { return false }
-      precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
-      let p = memory.pointer(to: frame)
-      // Nodes 0..<255, linked in order; the last 8 bytes of the frame link the pool's frames.
-      var next = s.pointee.freeNodes
-      var i = PVNode.perFrame - 1
-      while i >= 0 {
-        p.storeBytes(of: 0, toByteOffset: i * 16, as: UInt64.self)
-        p.storeBytes(of: next, toByteOffset: i * 16 + 8, as: UInt64.self)
-        next = (frame.rawValue + UInt64(i * 16)) | 1
-        i -= 1
-      }
-      p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
-      s.pointee.freeNodes = next
-      s.pointee.freeNodeCount += PVNode.perFrame
-      s.pointee.poolFrames = frame.rawValue
-      s.pointee.poolFrameCount += 1
-    }
+    if s.pointee.freeNodeCount == 0 && !growPool() { return false }
     var taken = 0
     while taken < Self.stashBatch && s.pointee.freeNodes != 0 {
       let ref = s.pointee.freeNodes
@@ -150,6 +134,33 @@ extension PageDatabase {
     }
     s.pointee.freeNodeCount &-= taken
     stash.pointee.count &+= taken
+    return true
+  }
+
+  /// Adds a frame of nodes from the allocator to the pool; returns `false` when the allocator
+  /// has none.
+  ///
+  /// - Precondition: the caller holds the pool lock.
+  @inlinable @inline(never)
+  func growPool() -> Bool {
+    let s = state
+    guard let frame = allocator.allocateFrame() else { return false }
+    precondition(memory.covers(frame), "PageDatabase: the allocator returned a frame outside the direct map")
+    let p = memory.pointer(to: frame)
+    // Nodes 0..<255, linked in order; the last 8 bytes of the frame link the pool's frames.
+    var next = s.pointee.freeNodes
+    var i = PVNode.perFrame - 1
+    while i >= 0 {
+      p.storeBytes(of: 0, toByteOffset: i * 16, as: UInt64.self)
+      p.storeBytes(of: next, toByteOffset: i * 16 + 8, as: UInt64.self)
+      next = (frame.rawValue + UInt64(i * 16)) | 1
+      i -= 1
+    }
+    p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
+    s.pointee.freeNodes = next
+    s.pointee.freeNodeCount += PVNode.perFrame
+    s.pointee.poolFrames = frame.rawValue
+    s.pointee.poolFrameCount += 1
     return true
   }
 
