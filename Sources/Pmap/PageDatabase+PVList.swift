@@ -197,7 +197,7 @@ extension PageDatabase {
       n[1] = stash.pointee.head
       stash.pointee.head = ref
       stash.pointee.count &+= 1
-      if stash.pointee.count > Self.stashLimit { drain(stash, count: Self.stashLimit / 2) }
+      if stash.pointee.count > stash.pointee.limit { drain(stash, count: stash.pointee.limit / 2) }
       return
     }
     poolLock.lock()

@@ -164,6 +164,9 @@ extension PageDatabase {
     let lock = pageLock(f)
     let p = page(f)
     var count = 0
+    // The pool nodes the page's list frees gather here, on the stack, and go back to the pool
+    // together: one pool lock per page, not one per node.
+    var freed = PVStash(limit: .max)
     while true {
       lock.lock()
       while p.pointee.head != 0 {
@@ -171,15 +174,15 @@ extension PageDatabase {
         let pmapLock = slots[PVEntry.slot(entry)].lock.unsafelyUnwrapped
         guard pmapLock.tryLock() else { break }
         let attributes = withOwner(of: entry) { $0.pvRemove(atLinear: PVEntry.linear(entry)) }
-        // The node goes to the stash of the pmap whose lock is held: no pool lock.
         remove(
           slot: PVEntry.slot(entry), linear: PVEntry.linear(entry), frame: f, attributes: attributes,
-          stash: slots[PVEntry.slot(entry)].stash)
+          stash: &freed)
         pmapLock.unlock()
         count += 1
       }
       if p.pointee.head == 0 {
         lock.unlock()
+        if freed.count != 0 { drain(&freed) }
         return count
       }
       lock.unlock()

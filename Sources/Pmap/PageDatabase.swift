@@ -245,7 +245,12 @@ struct PVStash {
   /// Physical address | 1 of the first node, or 0.
   @usableFromInline var head: UInt64 = 0
   @usableFromInline var count = 0
+  /// Past this many nodes, freeing one returns half of them to the pool: a pmap's stash
+  /// stays small (``PageDatabase/stashLimit``); a page operation's batch on the stack has no
+  /// limit and goes back to the pool whole, under one pool lock.
+  @usableFromInline var limit = PageDatabase.stashLimit
   @inlinable init() {}
+  @inlinable init(limit: Int) { self.limit = limit }
 }
 
 /// A registered pmap: the object page operations call, and its format's bits.
