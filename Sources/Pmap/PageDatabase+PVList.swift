@@ -77,10 +77,12 @@ extension PageDatabase {
     let requests = pending.requests
     let owners = pending.slots
     while n > 0 {
-      // Move the requests for the first one's sink to the front, report them, drop them.
+      // Move the requests for the first one's sink to the front, report them, drop them. (Most
+      // often every pmap of a page reports to one sink: then nothing moves.)
       let sink = slots[owners[0]].sink
       var k = 1
-      for i in 1..<n where slots[owners[i]].sink == sink {
+      while k < n && slots[owners[k]].sink == sink { k += 1 }
+      for i in k..<n where slots[owners[i]].sink == sink {
         swap(&requests[i], &requests[k])
         swap(&owners[i], &owners[k])
         k += 1
