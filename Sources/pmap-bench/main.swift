@@ -374,9 +374,30 @@ if let i = CommandLine.arguments.firstIndex(of: "--alloc-probe"), i + 1 < Comman
     host.destroy()
     guest.destroy()
   }
+  // A process pmap sharing a kernel pmap's upper half: lock-free translation through the
+  // kernel's tables (guarded by the kernel pmap's generation).
+  func probeKernelHalf() {
+    guard
+      let kernel = try? NativePmap(
+        memory: machine.ram.memory, allocator: machine.pageTableFrames, invalidation: machine.sink,
+        kind: .kernel, locking: machine.locking, kernelHalfSlots: 511..<512),
+      let process = try? NativePmap(
+        memory: machine.ram.memory, allocator: machine.pageTableFrames, invalidation: machine.sink,
+        locking: machine.locking, sharingKernelHalfWith: kernel)
+    else { fail("kernel half pmaps") }
+    let va = VirtualAddress(truncating: 0xffff_ff80_0000_0000)
+    do { try kernel.enter(va, PhysicalAddress(dataBase), protection: .readWrite) } catch { fail("kernel enter") }
+    for _ in 0..<rounds {
+      if process.extract(va) != PhysicalAddress(dataBase) { fail("kernel-half extract") }
+      _ = process.translation(of: va)
+    }
+    process.destroy()
+    kernel.destroy()
+  }
   probe(NativePTE.self)
   probe(EPTPTE.self)
   probeManaged()
+  probeKernelHalf()
   print("alloc-probe: \(rounds) rounds done")
   exit(0)
 }
