@@ -60,7 +60,9 @@ extension Pmap {
   /// against the direct map, so a freed table's new contents never lead it outside.
   ///
   /// Linearizable with the pmap's other operations: a mapping entered before the call started
-  /// is found; one removed before it started is not.
+  /// is found; one removed before it started is not. A walk starts over only when page-table
+  /// pages were freed meanwhile (at most once per 512 removals of a sequential unmap); it never
+  /// delays a writer.
   ///
   /// - Precondition: the pmap is not destroyed (concurrently with a `destroy()` is misuse).
   /// - Complexity: O(1), at most four loads and two reads of the generation; allocates nothing.
