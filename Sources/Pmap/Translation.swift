@@ -61,7 +61,7 @@ extension Pmap {
   ///
   /// Linearizable with the pmap's other operations: a mapping entered before the call started
   /// is found; one removed before it started is not. A walk starts over only when page-table
-  /// pages were freed meanwhile (at most once per 512 removals of a sequential unmap); it never
+  /// pages were freed meanwhile (tables are freed as they empty, not on every removal); it never
   /// delays a writer.
   ///
   /// - Precondition: the pmap is not destroyed (concurrently with a `destroy()` is misuse).
