@@ -97,7 +97,7 @@ enum Row: Int, CaseIterable {
 /// The protect row's loop, in a function of its own as a caller would have it: inside the large
 /// `runOnce` the optimizer left `protect` (`@inline(__always)`) a call, 7.0 ns a page against
 /// 5.9 ns inlined here (unlocked, N = 4096). Moving the other rows' loops out the same way changed
-/// no inlining decision, only code layout (within 0.5 ns either way), so they stay inline.
+/// no inlining decision, only code layout (up to 1 ns either way), so they stay inline.
 @inline(never)
 func protectEach<Ops: PTEOps>(_ pmap: Pmap<Ops>, n: Int) {
   for i in 0..<n {
