@@ -15,23 +15,32 @@ bench=$(swift build -c release --show-bin-path)/pmap-bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-count() {
-  if ! valgrind --tool=memcheck --leak-check=no "$bench" --alloc-probe "$1" >"$work/out" 2>"$work/err" ||
-    ! grep -q "rounds done" "$work/out"; then
-    echo "FAIL: pmap-bench --alloc-probe $1 did not complete:" >&2
+# Runs pmap-bench --alloc-probe ROUNDS under the command given after ROUNDS (output in $work).
+run_probe() {
+  local rounds=$1
+  shift
+  if ! "$@" "$bench" --alloc-probe "$rounds" >"$work/out" 2>"$work/err" || ! grep -q "rounds done" "$work/out"; then
+    echo "FAIL: pmap-bench --alloc-probe $rounds did not complete:" >&2
     cat "$work/out" "$work/err" >&2
     exit 1
   fi
+}
+
+# expect_same WHAT COUNT_100 COUNT_1000: the per-page operations must add nothing to WHAT.
+expect_same() {
+  echo "$1: $2 for 100 rounds, $3 for 1000 rounds"
+  if [ -z "$2" ] || [ "$2" != "$3" ]; then
+    echo "FAIL: the per-page operations do $1 per page"
+    exit 1
+  fi
+  echo "OK: no $1 per page"
+}
+
+heap() {
+  run_probe "$1" valgrind --tool=memcheck --leak-check=no
   sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$work/err" | tr -d ,
 }
-a=$(count 100) || exit 1
-b=$(count 1000) || exit 1
-echo "heap allocations: $a for 100 rounds, $b for 1000 rounds"
-if [ -z "$a" ] || [ "$a" != "$b" ]; then
-  echo "FAIL: the per-page operations allocate ($(( (b - a) )) extra allocations for 900 more rounds)"
-  exit 1
-fi
-echo "OK: no heap allocation per page"
+expect_same "heap allocations" "$(heap 100)" "$(heap 1000)"
 
 # The shim interposes the runtime's entry points (the program calls them through its PLT).
 cat >"$work/arc.c" <<'C'
@@ -58,17 +67,7 @@ __attribute__((destructor)) static void report(void) {
 C
 cc -O2 -shared -fPIC -o "$work/arc.so" "$work/arc.c" -ldl
 arc() {
-  LD_PRELOAD="$work/arc.so" "$bench" --alloc-probe "$1" >"$work/out" 2>"$work/err" || {
-    cat "$work/out" "$work/err" >&2
-    exit 1
-  }
+  run_probe "$1" env LD_PRELOAD="$work/arc.so"
   sed -n 's/^arc-count: //p' "$work/err"
 }
-x=$(arc 100) || exit 1
-y=$(arc 1000) || exit 1
-echo "retains releases: $x for 100 rounds, $y for 1000 rounds"
-if [ -z "$x" ] || [ "$x" != "$y" ]; then
-  echo "FAIL: the per-page operations do reference counting ($x for 100 rounds, $y for 1000)"
-  exit 1
-fi
-echo "OK: no reference counting per page"
+expect_same "reference counting (swift_retain, swift_release)" "$(arc 100)" "$(arc 1000)"
