@@ -3,7 +3,7 @@ extension PageDatabase {
 
   /// Registers a pmap's adapter (retained until ``unregister(slot:)``), its lock and its
   /// entry format; returns its slot.
-  func register(_ owner: PVOwner, lock: SpinLock, stash: UnsafeMutablePointer<PVStash>, format: PVFormat) -> Int {
+  func register(_ owner: PVOwner, lock: SpinLock, format: PVFormat) -> Int {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
@@ -12,7 +12,6 @@ extension PageDatabase {
     while slots[i].owner != nil { i = (i + 1) % pmapCapacity }
     slots[i].owner = Unmanaged.passRetained(owner)
     slots[i].lock = lock
-    slots[i].stash = stash
     slots[i].root = owner.pvRoot
     slots[i].sink = owner.pvSinkIdentity
     slots[i].format = format
@@ -27,7 +26,6 @@ extension PageDatabase {
     let owner = slots[slot].owner.unsafelyUnwrapped
     slots[slot].owner = nil
     slots[slot].lock = nil
-    slots[slot].stash = nil
     slots[slot].sink = nil
     state.pointee.registeredCount -= 1
     poolLock.unlock()
@@ -188,25 +186,18 @@ extension PageDatabase {
     memory.pointer(to: PhysicalAddress(truncating: ref & ~1)).assumingMemoryBound(to: UInt64.self)
   }
 
-  /// Frees pool node `ref`, which served a page of stripe `stripe`, into `stash` (a pmap
-  /// operation, holding the pmap's lock) or into the pool (a page operation).
+  /// Frees pool node `ref`, which served a page of stripe `stripe`, into `stash`: the stash of
+  /// the pmap whose lock the caller holds, or a page operation's batch on the stack. Past the
+  /// stash's limit, half of it goes back to the pool.
   @inlinable @inline(__always)
-  func freeNode(_ ref: UInt64, stripe: Int, stash: UnsafeMutablePointer<PVStash>?) {
+  func freeNode(_ ref: UInt64, stripe: Int, stash: UnsafeMutablePointer<PVStash>) {
     stripes.counter(stripe, PageStripes.nodesInUse).pointee &-= 1
     let n = node(ref)
     n[0] = 0
-    if let stash {
-      n[1] = stash.pointee.head
-      stash.pointee.head = ref
-      stash.pointee.count &+= 1
-      if stash.pointee.count > stash.pointee.limit { drain(stash, count: stash.pointee.limit / 2) }
-      return
-    }
-    poolLock.lock()
-    n[1] = state.pointee.freeNodes
-    state.pointee.freeNodes = ref
-    state.pointee.freeNodeCount &+= 1
-    poolLock.unlock()
+    n[1] = stash.pointee.head
+    stash.pointee.head = ref
+    stash.pointee.count &+= 1
+    if stash.pointee.count > stash.pointee.limit { drain(stash, count: stash.pointee.limit / 2) }
   }
 
   // MARK: pv-list
@@ -250,7 +241,7 @@ extension PageDatabase {
   /// - Complexity: O(mappings of the page); O(1) for the first.
   @inlinable
   func remove(
-    slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes, stash: UnsafeMutablePointer<PVStash>?
+    slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes, stash: UnsafeMutablePointer<PVStash>
   ) {
     let entry = PVEntry.make(slot: slot, linear: linear)
     let page = self.page(frame)

@@ -237,9 +237,11 @@ struct PVState {
   @inlinable init() {}
 }
 
-/// A pmap's private cache of free pool nodes, guarded by the pmap's lock, so that `enter` takes
-/// a node without the pool lock (NetBSD's `pmap_enter` allocates its pv entries up front in the
-/// same spirit).
+/// A chain of free pool nodes. Each pmap has one, guarded by its lock: `enter` reserves the node a
+/// page's further mapping needs there before it stores the leaf, so nothing has to be undone
+/// (NetBSD's `pmap_enter` allocates its pv entries up front in the same spirit), and a removal
+/// by the pmap leaves the freed node there for its next enter. A page operation gathers the
+/// nodes it frees in one on its stack and returns them to the pool together.
 @usableFromInline
 struct PVStash {
   /// Physical address | 1 of the first node, or 0.
@@ -260,9 +262,6 @@ struct OwnerSlot {
   @usableFromInline var owner: Unmanaged<PVOwner>? = nil
   /// The pmap's lock, which page operations try before removing a mapping.
   @usableFromInline var lock: SpinLock? = nil
-  /// The pmap's stash of free pv nodes (guarded by its lock), where a removal by a page
-  /// operation, which holds that lock, returns the node.
-  @usableFromInline var stash: UnsafeMutablePointer<PVStash>? = nil
   /// The pmap's root and the identity of its invalidation sink, cached at registration.
   @usableFromInline var root = PhysicalAddress(truncating: 0)
   @usableFromInline var sink: ObjectIdentifier? = nil

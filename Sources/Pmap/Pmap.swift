@@ -52,7 +52,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// enter fails with ``EnterError/unsupportedPageSize``.
   public let supportsGigabytePages: Bool
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
-  /// The pmap's lock word and, on the same cache line, its stash of pv nodes.
+  /// The pmap's lock word and, on the same cache line, its stash of pv nodes; on the next
+  /// line, the table generation.
   @usableFromInline let lockLine: LockLines
   /// Whether this pmap takes its locks (``Locking/spinLocks``) or its caller serialises.
   public let locking: Locking
@@ -196,7 +197,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
       state.pointee.pvSlot = pages.register(
-        Ops.makePVOwner(for: self), lock: lock, stash: pvStash,
+        Ops.makePVOwner(for: self), lock: lock,
         format: PVFormat(Ops.self, hardwareAD: hardwareManagesAccessedDirty))
     }
   }
