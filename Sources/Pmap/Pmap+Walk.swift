@@ -36,16 +36,45 @@ extension Pmap {
   /// - Complexity: O(1): at most four loads.
   @inlinable @inline(__always)
   public func lookupLeaf(_ va: VirtualAddress) -> LeafLookup? {
+    walk(va, boundsChecked: false) { $0 }
+  }
+
+  /// The walk itself, unrolled so that `body` sees a constant level at each leaf (the callers'
+  /// decoding folds to constants): `body` of the present leaf that maps `va`, or `nil`. Loads
+  /// are atomic with acquire ordering, so a table found linked is seen as it was linked.
+  ///
+  /// With `boundsChecked` (the lock-free walk of ``extract(_:)``, which may go through a table
+  /// freed and reused under it), a table address outside the direct map ends the walk as "not
+  /// found", which the caller's generation check then discards.
+  @inlinable @inline(__always)
+  func walk<R>(_ va: VirtualAddress, boundsChecked: Bool, _ body: (LeafLookup) -> R) -> R? {
     var table = root
-    var level = PageTableLevel.root
-    while true {
-      let p = memory.entry(in: table, at: va.index(at: level).value)
-      let e = p.load()
-      guard Ops.isPresent(e) else { return nil }
-      if Ops.isLeaf(e, at: level) { return LeafLookup(entry: p, level: level, table: table, value: e) }
-      table = Ops.tableFrame(e)
-      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
+    var p = memory.entry(in: table, at: va.index(at: .pml4).value)
+    var e = p.loadAcquiring()
+    guard Ops.isPresent(e) else { return nil }
+    if Ops.isLeaf(e, at: .pml4) { return body(LeafLookup(entry: p, level: .pml4, table: table, value: e)) }
+    table = Ops.tableFrame(e)
+    guard !boundsChecked || memory.covers(table) else { return nil }
+    p = memory.entry(in: table, at: va.index(at: .pageDirectoryPointerTable).value)
+    e = p.loadAcquiring()
+    guard Ops.isPresent(e) else { return nil }
+    if Ops.isLeaf(e, at: .pageDirectoryPointerTable) {
+      return body(LeafLookup(entry: p, level: .pageDirectoryPointerTable, table: table, value: e))
     }
+    table = Ops.tableFrame(e)
+    guard !boundsChecked || memory.covers(table) else { return nil }
+    p = memory.entry(in: table, at: va.index(at: .pageDirectory).value)
+    e = p.loadAcquiring()
+    guard Ops.isPresent(e) else { return nil }
+    if Ops.isLeaf(e, at: .pageDirectory) {
+      return body(LeafLookup(entry: p, level: .pageDirectory, table: table, value: e))
+    }
+    table = Ops.tableFrame(e)
+    guard !boundsChecked || memory.covers(table) else { return nil }
+    p = memory.entry(in: table, at: va.index(at: .pageTable).value)
+    e = p.loadAcquiring()
+    guard Ops.isPresent(e) else { return nil }
+    return body(LeafLookup(entry: p, level: .pageTable, table: table, value: e))
   }
 
   /// ``lookupLeaf(_:)`` restricted to 4 KiB leaves: `nil` when nothing or a large page maps `va`.

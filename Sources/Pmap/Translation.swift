@@ -69,8 +69,9 @@ extension Pmap {
   @inlinable @inline(__always)
   public func extract(_ va: VirtualAddress) -> PhysicalAddress? {
     checkAlive()
-    return lockFreeWalk(va) { e, level in
-      PhysicalAddress(unchecked: Ops.leafFrame(e, at: level).rawValue | (va.rawValue & (level.bytesPerEntry &- 1)))
+    return lockFreeWalk(va) { leaf in
+      PhysicalAddress(
+        unchecked: Ops.leafFrame(leaf.value, at: leaf.level).rawValue | (va.rawValue & (leaf.level.bytesPerEntry &- 1)))
     }
   }
 
@@ -82,57 +83,31 @@ extension Pmap {
   @inlinable
   public func translation(of va: VirtualAddress) -> Translation? {
     checkAlive()
-    return lockFreeWalk(va) { e, level in
-      Translation.decode(Ops.self, e, at: level, offset: va.rawValue & (level.bytesPerEntry &- 1))
+    return lockFreeWalk(va) { leaf in
+      Translation.decode(
+        Ops.self, leaf.value, at: leaf.level, offset: va.rawValue & (leaf.level.bytesPerEntry &- 1))
     }
   }
 
-  /// `body` of the leaf entry mapping `va` and its level, read without the pmap's lock (a
-  /// seqlock read side over ``tableGeneration``; see ``extract(_:)``), or `nil`. An address in a
+  /// `body` of the leaf that maps `va`, read with ``walk(_:boundsChecked:_:)`` without the
+  /// pmap's lock (a seqlock read side over ``tableGeneration``; see ``extract(_:)``), or `nil`. An address in a
   /// kernel half this pmap shares is walked in the kernel pmap's tables, so the kernel pmap's
   /// generation is the one that guards it. A pmap with ``Locking/callerSerialized`` walks once,
   /// without the generation. `body` must be pure: it may run more than once.
   @inlinable @inline(__always)
-  func lockFreeWalk<R>(_ va: VirtualAddress, _ body: (UInt64, PageTableLevel) -> R) -> R? {
+  func lockFreeWalk<R>(_ va: VirtualAddress, _ body: (LeafLookup) -> R) -> R? {
     if locking == .callerSerialized {
       // Nothing runs concurrently by contract: no table can be freed under the walk.
-      return walkOnce(va, boundsChecked: false, body)
+      return walk(va, boundsChecked: false, body)
     }
     let generation =
       isInSharedKernelHalf(slot: va.index(at: .pml4).value)
       ? kernelHalfOwner.unsafelyUnwrapped.tableGeneration : tableGeneration
     while true {
       let before = generation.pointee.load(ordering: .acquiring)
-      let result = walkOnce(va, boundsChecked: true, body)
+      let result = walk(va, boundsChecked: true, body)
       atomicMemoryFence(ordering: .acquiring)
       if generation.pointee.load(ordering: .relaxed) == before { return result }
     }
-  }
-
-  /// One walk for ``lockFreeWalk(_:_:)``, unrolled so that `body` sees a constant level at each
-  /// leaf: acquire loads, and a table outside the direct map (only possible when a freed table
-  /// was reused under the walk) ends it as "not found", which the generation check then
-  /// discards. Without `boundsChecked` (a caller-serialized pmap, whose tables cannot be freed
-  /// under the walk) the tables are not checked.
-  @inlinable @inline(__always)
-  func walkOnce<R>(_ va: VirtualAddress, boundsChecked: Bool, _ body: (UInt64, PageTableLevel) -> R) -> R? {
-    var e = memory.entry(in: root, at: va.index(at: .pml4).value).loadAcquiring()
-    guard Ops.isPresent(e) else { return nil }
-    if Ops.isLeaf(e, at: .pml4) { return body(e, .pml4) }
-    var table = Ops.tableFrame(e)
-    guard !boundsChecked || memory.covers(table) else { return nil }
-    e = memory.entry(in: table, at: va.index(at: .pageDirectoryPointerTable).value).loadAcquiring()
-    guard Ops.isPresent(e) else { return nil }
-    if Ops.isLeaf(e, at: .pageDirectoryPointerTable) { return body(e, .pageDirectoryPointerTable) }
-    table = Ops.tableFrame(e)
-    guard !boundsChecked || memory.covers(table) else { return nil }
-    e = memory.entry(in: table, at: va.index(at: .pageDirectory).value).loadAcquiring()
-    guard Ops.isPresent(e) else { return nil }
-    if Ops.isLeaf(e, at: .pageDirectory) { return body(e, .pageDirectory) }
-    table = Ops.tableFrame(e)
-    guard !boundsChecked || memory.covers(table) else { return nil }
-    e = memory.entry(in: table, at: va.index(at: .pageTable).value).loadAcquiring()
-    guard Ops.isPresent(e) else { return nil }
-    return body(e, .pageTable)
   }
 }

@@ -316,9 +316,11 @@ func report(_ formatName: String, _ table: [[Cell]], rows: [Row], on m: Machine)
 let machine = Machine(arguments: CommandLine.arguments)
 
 // --alloc-probe K: K rounds of the per-page operations on pages whose page-table pages already
-// exist (unmanaged pages in each format, then managed pages shared by a native and an EPT pmap
-// with every page operation), and nothing else. Run under valgrind for two values of K: equal heap-allocation counts
-// mean the hot paths allocate nothing per page (Scripts/check-allocations.sh).
+// exist (unmanaged pages in each format, managed pages shared by a native and an EPT pmap with
+// every page operation, translation through a shared kernel half), and nothing else.
+// Scripts/check-allocations.sh runs it for two values of K, under valgrind and under a
+// retain/release counter: equal counts mean the hot paths allocate nothing and do no reference
+// counting per page.
 if let i = CommandLine.arguments.firstIndex(of: "--alloc-probe"), i + 1 < CommandLine.arguments.count,
   let rounds = Int(CommandLine.arguments[i + 1])
 {
