@@ -1,23 +1,33 @@
 import Pmap
-import Synchronization
 
 /// A frame allocator for tests and tools: a ``StackFrameAllocator`` that can be told to fail at
 /// the k-th allocation (or at every one from then on), and counts what it did. Thread-safe.
-public final class TestFrameAllocator: FrameAllocator, @unchecked Sendable {
-  // @unchecked: every mutable property is read and written with `mutex` held.
-  private let mutex = Mutex(())
+public final class TestFrameAllocator: FrameAllocator, Sendable {
+  private struct Plan {
+    var allocationCalls = 0
+    var failures = 0
+    var failAtCall: Int?
+    var keepFailing = false
+  }
+  private let plan = HostMutex(Plan())
   private let frames: StackFrameAllocator
   /// Allocation calls so far (successful or not).
-  public private(set) var allocationCalls = 0
+  public var allocationCalls: Int { plan.withLock { $0.allocationCalls } }
   /// Allocations refused so far.
-  public private(set) var failures = 0
+  public var failures: Int { plan.withLock { $0.failures } }
   /// When set, the allocation call with this 1-based number fails.
-  public var failAtCall: Int?
+  public var failAtCall: Int? {
+    get { plan.withLock { $0.failAtCall } }
+    set { plan.withLock { $0.failAtCall = newValue } }
+  }
   /// When true, every call from ``failAtCall`` on fails, not only that one.
-  public var keepFailing = false
+  public var keepFailing: Bool {
+    get { plan.withLock { $0.keepFailing } }
+    set { plan.withLock { $0.keepFailing = newValue } }
+  }
 
   /// Keeps the RAM alive while frames may still be released into it.
-  private let backing: AnyObject?
+  private nonisolated(unsafe) let backing: AnyObject?
 
   /// Creates an allocator over `start ..< end` of `memory`. Pass the object that owns the
   /// memory (a ``SimulatedRAM``) as `backing`: releasing a frame writes to it, and a
@@ -34,54 +44,61 @@ public final class TestFrameAllocator: FrameAllocator, @unchecked Sendable {
   public var peakFramesInUse: Int { frames.peakFramesInUse }
 
   public func allocateFrame() -> PhysicalAddress? {
-    mutex.withLock { _ in
-      allocationCalls += 1
-      if let k = failAtCall, allocationCalls == k || (keepFailing && allocationCalls >= k) {
-        failures += 1
-        return nil
-      }
-      return frames.allocateFrame()
+    let refused = plan.withLock { plan in
+      plan.allocationCalls += 1
+      guard let k = plan.failAtCall, plan.allocationCalls == k || (plan.keepFailing && plan.allocationCalls >= k)
+      else { return false }
+      plan.failures += 1
+      return true
     }
+    return refused ? nil : frames.allocateFrame()
   }
 
-  public func releaseFrame(_ frame: PhysicalAddress) { mutex.withLock { _ in frames.releaseFrame(frame) } }
+  public func releaseFrame(_ frame: PhysicalAddress) { frames.releaseFrame(frame) }
 }
 
 /// An invalidation sink that records what it was told, per address space. Thread-safe.
-public final class RecordingInvalidationSink: InvalidationSink, @unchecked Sendable {
-  // @unchecked: every mutable property is read and written with `mutex` held.
-  private let mutex = Mutex(())
+public final class RecordingInvalidationSink: InvalidationSink, Sendable {
   /// One report.
   public enum Event: Equatable, Sendable {
     case pages(root: PhysicalAddress, [VirtualAddress])
     case all(root: PhysicalAddress)
   }
+  private struct Log {
+    var events: [Event] = []
+    var records: Bool
+    var callCount = 0
+  }
+  private let log: HostMutex<Log>
   /// Every report, in order.
-  public private(set) var events: [Event] = []
+  public var events: [Event] { log.withLock { $0.events } }
   /// Whether to keep events (a benchmark only counts).
-  public var records: Bool
+  public var records: Bool {
+    get { log.withLock { $0.records } }
+    set { log.withLock { $0.records = newValue } }
+  }
   /// Reports received.
-  public private(set) var callCount = 0
+  public var callCount: Int { log.withLock { $0.callCount } }
 
-  public init(records: Bool = true) { self.records = records }
+  public init(records: Bool = true) { log = HostMutex(Log(records: records)) }
 
   public func invalidate(pages: UnsafeBufferPointer<VirtualAddress>, root: PhysicalAddress) {
-    mutex.withLock { _ in
-      callCount += 1
-      if records { events.append(.pages(root: root, Array(pages))) }
+    log.withLock { log in
+      log.callCount += 1
+      if log.records { log.events.append(.pages(root: root, Array(pages))) }
     }
   }
 
   public func invalidateAll(root: PhysicalAddress) {
-    mutex.withLock { _ in
-      callCount += 1
-      if records { events.append(.all(root: root)) }
+    log.withLock { log in
+      log.callCount += 1
+      if log.records { log.events.append(.all(root: root)) }
     }
   }
 
   /// Whether `va` of the space rooted at `root` was covered by a report since the last reset.
   public func covered(_ va: VirtualAddress, root: PhysicalAddress) -> Bool {
-    mutex.withLock { _ in events }.contains { event in
+    events.contains { event in
       switch event {
       case .all(let r): r == root
       case .pages(let r, let vas): r == root && vas.contains(va.alignedDown())
@@ -91,9 +108,9 @@ public final class RecordingInvalidationSink: InvalidationSink, @unchecked Senda
 
   /// Forgets the recorded events.
   public func reset() {
-    mutex.withLock { _ in
-      events.removeAll()
-      callCount = 0
+    log.withLock { log in
+      log.events.removeAll()
+      log.callCount = 0
     }
   }
 }

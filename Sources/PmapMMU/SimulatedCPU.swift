@@ -1,7 +1,7 @@
 import Pmap
 import PmapEPT
+import PmapHost
 import PmapNative
-import Synchronization
 
 /// One simulated logical processor: paging control state, a translation context (host CR3, or
 /// a VMX guest on an EPT), a TLB, and loads, stores and fetches that move real bytes in the
@@ -34,7 +34,7 @@ public final class SimulatedCPU: InvalidationSink, Sendable {
   public let cachesTranslations: Bool
   /// Whether every TLB hit is compared with the tables in memory (see ``StaleTranslation``).
   public let checksStaleTranslations: Bool
-  let state: Mutex<CPUState>
+  let state: HostMutex<CPUState>
 
   struct CPUState: ~Copyable {
     var control: PagingControl
@@ -55,7 +55,7 @@ public final class SimulatedCPU: InvalidationSink, Sendable {
     self.memory = memory
     self.cachesTranslations = cachesTranslations
     self.checksStaleTranslations = checksStaleTranslations
-    state = Mutex(CPUState(control: control, eptCapabilities: eptCapabilities))
+    state = HostMutex(CPUState(control: control, eptCapabilities: eptCapabilities))
   }
 
   // MARK: State

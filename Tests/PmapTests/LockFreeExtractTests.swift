@@ -15,10 +15,9 @@ import Testing
 /// A frame allocator that never writes into the frames it holds (a free list threaded through
 /// freed frames would race with a walk still reading them; StackFrameAllocator does that) and
 /// hands back the most recently freed frame first.
-private final class LIFOFrames: FrameAllocator, @unchecked Sendable {
-  // @unchecked: the state is inside the Mutex.
-  private let state: Mutex<(free: [PhysicalAddress], next: UInt64, end: UInt64)>
-  init(from start: UInt64, to end: UInt64) { state = Mutex((free: [], next: start, end: end)) }
+private final class LIFOFrames: FrameAllocator, Sendable {
+  private let state: HostMutex<(free: [PhysicalAddress], next: UInt64, end: UInt64)>
+  init(from start: UInt64, to end: UInt64) { state = HostMutex((free: [], next: start, end: end)) }
   func allocateFrame() -> PhysicalAddress? {
     state.withLock { s in
       if let frame = s.free.popLast() { return frame }
