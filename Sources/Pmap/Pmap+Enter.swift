@@ -32,10 +32,96 @@ extension Pmap {
     lock.lock()
     defer { lock.unlock() }
     if size == .size4K {
+      if enterPageQuickly(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode) {
+        return
+      }
       try enterPage(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode)
     } else {
       try enterLarge(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode, size: size)
     }
+  }
+
+  /// The commonest 4 KiB enter, inline at the call site: valid arguments, every page-table page
+  /// present, the leaf empty and, for a managed frame, a pv node at hand. Installs the leaf and returns `true`;
+  /// otherwise changes nothing and returns `false`, and ``enterPage(_:_:protection:access:options:cacheMode:)``
+  /// does the work (and reports what was wrong).
+  ///
+  /// Kept apart from the out-of-line body so that the loop of a caller that maps page after page
+  /// keeps its values in registers: the whole body, inlined, spills them.
+  ///
+  /// - Precondition: the pmap's lock is held.
+  /// - Complexity: O(1): three loads down the tree, one store.
+  @inlinable @inline(__always)
+  func enterPageQuickly(
+    _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection,
+    options: EnterOptions, cacheMode: CacheMode
+  ) -> Bool {
+    let s = state
+    let rights = Int(protection.rawValue & 7)
+    let accessRights = Int(access.rawValue & 7)
+    guard !s.pointee.isDestroyed, (va.rawValue | pa.rawValue) & PageSize.size4K.offsetMask == 0,
+      pa.rawValue &+ PageSize.size4K.bytes <= memory.physicalAddressLimit,
+      s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0,
+      !isInSharedKernelHalf(slot: va.index(at: .pml4).value)
+    else { return false }
+    // A top-level entry is never a large leaf (the pmap makes none); below it, a large leaf
+    // ends the quick path.
+    let e4 = memory.entry(in: root, at: va.index(at: .pml4).value).load()
+    guard Ops.isPresent(e4) else { return false }
+    let e3 = memory.entry(in: Ops.tableFrame(e4), at: va.index(at: .pageDirectoryPointerTable).value).load()
+    guard Ops.isPresent(e3), !Ops.isLargeLeaf(e3) else { return false }
+    let table = Ops.tableFrame(e3)
+    let e2 = memory.entry(in: table, at: va.index(at: .pageDirectory).value).load()
+    guard Ops.isPresent(e2), !Ops.isLargeLeaf(e2) else { return false }
+    let leafTable = Ops.tableFrame(e2)
+    let p = memory.entry(in: leafTable, at: va.index(at: .pageTable).value)
+    guard !Ops.isPresent(p.load()) else { return false }
+    var new =
+      s.pointee.leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | s.pointee.leafTemplates[48 &+ accessRights]
+      | pa.rawValue
+    let wired = options.contains(.wired)
+    if wired { new |= Ops.wiredBit }
+    if isManaged(pa) {
+      if !installManagedLeaf(p, new | Ops.managedBit, frame: pa, linear: va.linear) { return false }
+    } else {
+      p.store(new)
+    }
+    memory.adjustWireCount(of: leafTable, by: 1)
+    s.pointee.residentCount &+= 1
+    if wired { s.pointee.wiredCount &+= 1 }
+    return true
+  }
+
+  /// Installs `new` in the empty leaf `p` and the matching pv entry on page `frame`'s list,
+  /// together under the page's lock. Returns `false`, having changed nothing, when the entry
+  /// needs a pool node and none can be had (the caller's slow path then reports the error).
+  ///
+  /// - Precondition: the pmap's lock is held; `frame` is managed; `p` is not present.
+  @inlinable @inline(never)
+  func installManagedLeaf(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
+    // `pages` is read through `self` each time: a local copy of the reference would be retained.
+    let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
+    pageLock.lock()
+    defer { pageLock.unlock() }
+    if self.pages.unsafelyUnwrapped.needsNode(frame) {
+      return installManagedLeafWithNode(p, new, frame: frame, linear: linear)
+    }
+    p.store(new)
+    self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
+    return true
+  }
+
+  /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already: its entry
+  /// takes a pool node (refilling the stash first). Kept apart so that a page's first mapping,
+  /// embedded in its metadata, runs through a small function.
+  ///
+  /// - Precondition: the pmap's lock and the page's lock are held.
+  @inlinable @inline(never)
+  func installManagedLeafWithNode(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
+    if pvStash.pointee.count == 0 && !refillStash() { return false }
+    p.store(new)
+    self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
+    return true
   }
 
   /// ``enter(_:_:protection:access:options:cacheMode:size:)`` for a 4 KiB page: the shared body
