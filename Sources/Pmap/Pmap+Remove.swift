@@ -66,7 +66,7 @@ extension Pmap {
   /// Removes the 4 KiB leaf at `linear`, freeing page-table pages that become empty; returns
   /// its final value (0 if nothing was mapped). With `updatingPVList` false, the pv entry is
   /// left to the caller (a page operation dismantling the whole list).
-  @inlinable
+  @inlinable @inline(__always)
   func removeLeaf(linear: UInt64, updatingPVList: Bool) throws(RangeOperationError) -> UInt64 {
     let va = VirtualAddress(truncating: linear)
     var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
@@ -100,14 +100,16 @@ extension Pmap {
     }
     accountRemoval(of: old, at: .pageTable, linear: linear)
     memory.adjustWireCount(of: tables.0, by: -1)
-    cascade(tables, linear: linear)
+    // The page table became empty (once in 512 removals of a dense range): free it and what
+    // empties above it, out of line.
+    if memory.wireCount(of: tables.0) == 1 { cascade(tables, linear: linear) }
     return old
   }
 
   /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty: `tables`
   /// holds the page table, page directory and PDPT on that path (then the root). Each is
   /// unlinked from its parent and retired until the invalidation covering it.
-  @inlinable
+  @inlinable @inline(never)
   func cascade(_ tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress), linear: UInt64) {
     let va = VirtualAddress(truncating: linear)
     if memory.wireCount(of: tables.0) != 1 { return }
