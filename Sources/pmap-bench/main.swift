@@ -96,13 +96,26 @@ enum Row: Int, CaseIterable {
 
 /// The protect row's loop, in a function of its own as a caller would have it: inside the large
 /// `runOnce` the optimizer left `protect` (`@inline(__always)`) a call, 7.0 ns a page against
-/// 5.9 ns inlined here (unlocked, N = 4096). Moving the other rows' loops out the same way changed
-/// no inlining decision, only code layout (up to 1 ns either way), so they stay inline.
+/// 5.9 ns inlined here (unlocked, N = 4096). Moving the translate and remove rows' loops out the
+/// same way changed no inlining decision, only code layout (up to 1 ns either way), so they stay
+/// inline.
 @inline(never)
 func protectEach<Ops: PTEOps>(_ pmap: Pmap<Ops>, n: Int) {
   for i in 0..<n {
     let range = VirtualRange(page: VirtualAddress(truncating: vaBase + UInt64(i) << 12))
     do { try pmap.protect(range, to: .read) } catch { fail("protect") }
+  }
+}
+
+/// The map rows' loop (with and without pv tracking), in a function of its own for the same
+/// reason: `enter`'s quick path inlines into the loop, and inside the large `runOnce` the loop's
+/// values did not fit in registers next to everything else (eight spills and reloads a page).
+@inline(never)
+func enterEach<Ops: PTEOps>(_ pmap: Pmap<Ops>, n: Int, failure: StaticString) {
+  for i in 0..<n {
+    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
+    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
+    do { try pmap.enter(va, pa, protection: .readWrite) } catch { fail("\(failure)") }
   }
 }
 
@@ -120,11 +133,7 @@ func runOnce<Ops: PTEOps>(
   let expectedSum = UInt64(n) * dataBase + ((UInt64(n) * UInt64(n - 1) / 2) << 12)
 
   var t = now()
-  for i in 0..<n {
-    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
-    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
-    do { try pmap.enter(va, pa, protection: .readWrite) } catch { fail("enter") }
-  }
+  enterEach(pmap, n: n, failure: "enter")
   results[Row.map.rawValue] = (now() - t) / Double(n)
 
   var sum: UInt64 = 0
@@ -174,11 +183,7 @@ func runOnce<Ops: PTEOps>(
       memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages, locking: m.locking)
   } catch { fail("pmap creation") }
   t = now()
-  for i in 0..<n {
-    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
-    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
-    do { try tracked.enter(va, pa, protection: .readWrite) } catch { fail("enter pv") }
-  }
+  enterEach(tracked, n: n, failure: "enter pv")
   results[Row.mapPV.rawValue] = (now() - t) / Double(n)
   var removed = 0
   t = now()
