@@ -97,7 +97,7 @@ extension Pmap {
   /// needs a pool node and none can be had (the caller's slow path then reports the error).
   ///
   /// - Precondition: the pmap's lock is held; `frame` is managed; `p` is not present.
-  @inlinable @inline(never)
+  @inlinable @inline(__always)
   func installManagedLeaf(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
     // `pages` is read through `self` each time: a local copy of the reference would be retained.
     let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
@@ -112,8 +112,8 @@ extension Pmap {
   }
 
   /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already: its entry
-  /// takes a pool node (refilling the stash first). Kept apart so that a page's first mapping,
-  /// embedded in its metadata, runs through a small function.
+  /// takes a pool node (refilling the stash first). Out of line, so that the quick path stays
+  /// small where it is inlined: a page's first mapping, embedded in its metadata, needs no call.
   ///
   /// - Precondition: the pmap's lock and the page's lock are held.
   @inlinable @inline(never)

@@ -209,22 +209,24 @@ func runEight<A: PTEOps, B: PTEOps>(_: A.Type, _: B.Type, on m: Machine, n: Int,
           memory: m.ram.memory, allocator: m.pageTableFrames, invalidation: m.sink, pages: m.pages, locking: m.locking))
     }
   } catch { fail("pmap creation") }
-  let (a0, a1, a2, a3) = (a[0], a[1], a[2], a[3])
-  let (b0, b1, b2, b3) = (b[0], b[1], b[2], b[3])
+  // As the C reference, a loop over the spaces (one enter site per format), through unretained
+  // references as a kernel would keep them: an array element passed on would be retained.
+  let spacesA = a.map { Unmanaged.passUnretained($0) }
+  let spacesB = b.map { Unmanaged.passUnretained($0) }
   var t = now()
-  for i in 0..<n {
-    let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
-    let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
-    do {
-      try a0.enter(va, pa, protection: .readWrite, access: .write)
-      try b0.enter(va, pa, protection: .readWrite, access: .write)
-      try a1.enter(va, pa, protection: .readWrite, access: .write)
-      try b1.enter(va, pa, protection: .readWrite, access: .write)
-      try a2.enter(va, pa, protection: .readWrite, access: .write)
-      try b2.enter(va, pa, protection: .readWrite, access: .write)
-      try a3.enter(va, pa, protection: .readWrite, access: .write)
-      try b3.enter(va, pa, protection: .readWrite, access: .write)
-    } catch { fail("enter 8") }
+  spacesA.withUnsafeBufferPointer { spacesA in
+    spacesB.withUnsafeBufferPointer { spacesB in
+      for i in 0..<n {
+        let va = VirtualAddress(truncating: vaBase + UInt64(i) << 12)
+        let pa = PhysicalAddress(dataBase + UInt64(i) << 12)
+        for k in 0..<4 {
+          do {
+            try spacesA[k]._withUnsafeGuaranteedRef { try $0.enter(va, pa, protection: .readWrite, access: .write) }
+            try spacesB[k]._withUnsafeGuaranteedRef { try $0.enter(va, pa, protection: .readWrite, access: .write) }
+          } catch { fail("enter 8") }
+        }
+      }
+    }
   }
   results[Row.map8.rawValue] = (now() - t) / Double(n)
   var seen = 0
