@@ -42,9 +42,10 @@ extension Pmap {
   }
 
   /// The commonest 4 KiB enter, inline at the call site: valid arguments, every page-table page
-  /// present, the leaf empty and, for a managed frame, a pv node at hand. Installs the leaf and returns `true`;
-  /// otherwise changes nothing and returns `false`, and ``enterPage(_:_:protection:access:options:cacheMode:)``
-  /// does the work (and reports what was wrong).
+  /// present (``pageTablePath(_:)``), the leaf empty and, for a managed frame, a pv node at hand
+  /// or to be had. Installs the leaf and returns `true`; otherwise changes nothing and returns
+  /// `false`, and ``enterPage(_:_:protection:access:options:cacheMode:)`` does the work (and
+  /// reports what was wrong).
   ///
   /// Kept apart from the out-of-line body so that the loop of a caller that maps page after page
   /// keeps its values in registers: the whole body, inlined, spills them.
@@ -64,16 +65,8 @@ extension Pmap {
       s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0,
       !isInSharedKernelHalf(slot: va.index(at: .pml4).value)
     else { return false }
-    // A top-level entry is never a large leaf (the pmap makes none); below it, a large leaf
-    // ends the quick path.
-    let e4 = memory.entry(in: root, at: va.index(at: .pml4).value).load()
-    guard Ops.isPresent(e4) else { return false }
-    let e3 = memory.entry(in: Ops.tableFrame(e4), at: va.index(at: .pageDirectoryPointerTable).value).load()
-    guard Ops.isPresent(e3), !Ops.isLargeLeaf(e3) else { return false }
-    let table = Ops.tableFrame(e3)
-    let e2 = memory.entry(in: table, at: va.index(at: .pageDirectory).value).load()
-    guard Ops.isPresent(e2), !Ops.isLargeLeaf(e2) else { return false }
-    let leafTable = Ops.tableFrame(e2)
+    guard let path = pageTablePath(va) else { return false }
+    let leafTable = path.pageTable
     let p = memory.entry(in: leafTable, at: va.index(at: .pageTable).value)
     guard !Ops.isPresent(p.load()) else { return false }
     var new =

@@ -69,21 +69,13 @@ extension Pmap {
   @inlinable @inline(__always)
   func removeLeaf(linear: UInt64, updatingPVList: Bool) throws(RangeOperationError) -> UInt64 {
     let va = VirtualAddress(truncating: linear)
-    var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
-    var table = root
-    var level = PageTableLevel.root
-    while level != .pageTable {
-      let e = memory.entry(in: table, at: va.index(at: level).value).load()
-      guard Ops.isPresent(e) else { return 0 }
-      if Ops.isLargeLeaf(e) { throw .splitsLargeMapping }
-      table = Ops.tableFrame(e)
-      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
-      switch level {
-      case .pageDirectoryPointerTable: tables.2 = table
-      case .pageDirectory: tables.1 = table
-      default: tables.0 = table
-      }
+    guard let path = pageTablePath(va) else {
+      // Nothing mapped there, or a large page that a 4 KiB removal would split.
+      if isMappedByLargeLeaf(va) { throw .splitsLargeMapping }
+      return 0
     }
+    let table = path.pageTable
+    let tables = (table, path.directory, path.pdpt, root)
     let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
     let e = p.load()
     guard Ops.isPresent(e) else { return 0 }
@@ -104,6 +96,13 @@ extension Pmap {
     // empties above it, out of line.
     if memory.wireCount(of: tables.0) == 1 { cascade(tables, linear: linear) }
     return old
+  }
+
+  /// Whether a large leaf maps `va`: the cold side of ``removeLeaf(linear:updatingPVList:)``.
+  @inlinable @inline(never)
+  func isMappedByLargeLeaf(_ va: VirtualAddress) -> Bool {
+    guard let leaf = lookupLeaf(va) else { return false }
+    return leaf.level != .pageTable
   }
 
   /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty: `tables`
@@ -129,20 +128,9 @@ extension Pmap {
   /// once invalidated, as if never allocated.
   @inlinable @inline(never)
   func freeEmptyTables(above leafTable: PhysicalAddress, linear: UInt64) {
-    let va = VirtualAddress(truncating: linear)
-    var tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root, root)
-    var table = root
-    var level = PageTableLevel.root
-    while level != .pageTable {
-      table = Ops.tableFrame(memory.entry(in: table, at: va.index(at: level).value).load())
-      level = PageTableLevel(rawValue: level.rawValue &- 1).unsafelyUnwrapped
-      switch level {
-      case .pageDirectoryPointerTable: tables.2 = table
-      case .pageDirectory: tables.1 = table
-      default: tables.0 = table
-      }
-    }
-    precondition(tables.0 == leafTable, "Pmap: freeEmptyTables off the path")
+    let path = pageTablePath(VirtualAddress(truncating: linear))
+    precondition(path?.pageTable == leafTable, "Pmap: freeEmptyTables off the path")
+    let tables = (leafTable, path.unsafelyUnwrapped.directory, path.unsafelyUnwrapped.pdpt, root)
     cascade(tables, linear: linear)
     finishOperation()
   }
