@@ -108,10 +108,11 @@ extension Pmap {
   /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty: `tables`
   /// holds the page table, page directory and PDPT on that path (then the root). Each is
   /// unlinked from its parent and retired until the invalidation covering it.
+  ///
+  /// - Precondition: the page table `tables.0` is empty (its wire count is 1).
   @inlinable @inline(never)
   func cascade(_ tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress), linear: UInt64) {
     let va = VirtualAddress(truncating: linear)
-    if memory.wireCount(of: tables.0) != 1 { return }
     for k in 0..<3 {
       let child = k == 0 ? tables.0 : (k == 1 ? tables.1 : tables.2)
       let parent = k == 0 ? tables.1 : (k == 1 ? tables.2 : root)

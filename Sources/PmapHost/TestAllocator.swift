@@ -26,7 +26,8 @@ public final class TestFrameAllocator: FrameAllocator, Sendable {
     set { plan.withLock { $0.keepFailing = newValue } }
   }
 
-  /// Keeps the RAM alive while frames may still be released into it.
+  /// Keeps the RAM alive while frames may still be released into it. Never read, so sharing it
+  /// across threads is safe (`nonisolated(unsafe)`: `AnyObject` is not `Sendable`).
   private nonisolated(unsafe) let backing: AnyObject?
 
   /// Creates an allocator over `start ..< end` of `memory`. Pass the object that owns the
