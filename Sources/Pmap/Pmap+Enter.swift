@@ -86,8 +86,9 @@ extension Pmap {
   }
 
   /// Installs `new` in the empty leaf `p` and the matching pv entry on page `frame`'s list,
-  /// together under the page's lock. Returns `false`, having changed nothing, when the entry
-  /// needs a pool node and none can be had (the caller's slow path then reports the error).
+  /// together under the page's lock: every 4 KiB enter of a managed page (single, quick or
+  /// range) goes through here. Returns `false`, having changed nothing, when the entry needs a
+  /// pool node and none can be had; the caller reports ``EnterError/outOfPVEntries``.
   ///
   /// - Precondition: the pmap's lock is held; `frame` is managed; `p` is not present.
   @inlinable @inline(__always)
@@ -193,23 +194,14 @@ extension Pmap {
     let old = p.load()
     if !Ops.isPresent(old) {
       if managed {
-        // The leaf and its pv entry appear together under the page's lock. (`pages` is read
-        // through `self` each time: a local copy of the reference would be retained.)
-        let pageLock = self.pages.unsafelyUnwrapped.pageLock(pa)
-        pageLock.lock()
-        if self.pages.unsafelyUnwrapped.needsNode(pa) && pvStash.pointee.count == 0 {
-          if !refillStash() {
-            pageLock.unlock()
-            if allocated { freeEmptyTables(above: table, linear: va.linear) }
-            if !options.contains(.canFail) {
-              preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
-            }
-            throw .outOfPVEntries
+        // The leaf and its pv entry appear together under the page's lock.
+        if !installManagedLeaf(p, new, frame: pa, linear: va.linear) {
+          if allocated { freeEmptyTables(above: table, linear: va.linear) }
+          if !options.contains(.canFail) {
+            preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
           }
+          throw .outOfPVEntries
         }
-        p.store(new)
-        self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: va.linear, frame: pa, stash: pvStash)
-        pageLock.unlock()
       } else {
         p.store(new)
       }

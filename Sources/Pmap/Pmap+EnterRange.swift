@@ -108,7 +108,7 @@ extension Pmap {
         var new = job.template | frame.rawValue
         if wired { new |= Ops.wiredBit }
         if isManaged(frame) {
-          try enterManaged(p, new | Ops.managedBit, frame: frame, linear: entryBase)
+          if !installManagedLeaf(p, new | Ops.managedBit, frame: frame, linear: entryBase) { throw .outOfPVEntries }
         } else {
           p.store(new)
         }
@@ -145,20 +145,6 @@ extension Pmap {
       }
       i &+= 1
     }
-  }
-
-  /// Stores the managed leaf `new` at `p` with its pv entry, under the page's lock, refilling
-  /// the pv stash first when the page needs a pool node.
-  @inlinable
-  func enterManaged(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) throws(EnterError) {
-    let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
-    pageLock.lock()
-    defer { pageLock.unlock() }
-    if self.pages.unsafelyUnwrapped.needsNode(frame) && pvStash.pointee.count == 0 {
-      if !refillStash() { throw .outOfPVEntries }
-    }
-    p.store(new)
-    self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
   }
 }
 

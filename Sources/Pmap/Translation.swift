@@ -90,9 +90,9 @@ extension Pmap {
   }
 
   /// `body` of the leaf that maps `va`, read with ``walk(_:boundsChecked:_:)`` without the
-  /// pmap's lock (a seqlock read side over ``tableGeneration``; see ``extract(_:)``), or `nil`. An address in a
-  /// kernel half this pmap shares is walked in the kernel pmap's tables, so the kernel pmap's
-  /// generation is the one that guards it. A pmap with ``Locking/callerSerialized`` walks once,
+  /// pmap's lock (a seqlock read side over ``tableGeneration``; see ``extract(_:)``), or `nil`.
+  /// An address in a kernel half this pmap shares is walked in the kernel pmap's tables, so the
+  /// kernel pmap's generation is the one that guards it. A pmap with ``Locking/callerSerialized`` walks once,
   /// without the generation. `body` must be pure: it may run more than once.
   @inlinable @inline(__always)
   func lockFreeWalk<R>(_ va: VirtualAddress, _ body: (LeafLookup) -> R) -> R? {

@@ -135,7 +135,7 @@ func runUVMRows(on m: Machine) {
   var table = [[Cell]](repeating: [Cell](repeating: Cell(), count: sizes.count), count: UVMRow.allCases.count)
   // The fault's ratio to its comparator, per repetition (both measured back to back, so a
   // neighbour's load hits both alike), and its median over the repetitions.
-  var ratioOfMedians = [Double](repeating: 0, count: sizes.count)
+  var medianRatio = [Double](repeating: 0, count: sizes.count)
   for (k, n) in sizes.enumerated() {
     var samples = [[Double]](repeating: [], count: UVMRow.allCases.count)
     var results = [Double](repeating: 0, count: UVMRow.allCases.count)
@@ -157,7 +157,7 @@ func runUVMRows(on m: Machine) {
       let s = samples[r.rawValue].sorted()
       table[r.rawValue][k] = Cell(median: s[repetitions / 2], min: s[0], max: s[repetitions - 1])
     }
-    ratioOfMedians[k] = ratios.sorted()[repetitions / 2]
+    medianRatio[k] = ratios.sorted()[repetitions / 2]
   }
   if m.tsv {
     for r in UVMRow.allCases {
@@ -178,7 +178,7 @@ func runUVMRows(on m: Machine) {
     print(line)
   }
   var ratios = pad("fault / (memset+enter)", 26, left: true)
-  for k in sizes.indices { ratios += pad(format(ratioOfMedians[k]) + "x", 23) }
+  for k in sizes.indices { ratios += pad(format(medianRatio[k]) + "x", 23) }
   print(ratios + "   (target <= 1.5x; median of the per-repetition ratios)")
   print("* ns per page visited by either hand (target <= 50); no swap I/O. Page-out row: ns per page evicted.")
 }
