@@ -99,42 +99,29 @@ extension PageDatabase {
 
   // MARK: Pool
 
-  /// Nodes a stash takes from the pool at a time, and the most it keeps. One and two: nodes then
-  /// come from the pool in order, so the further mappings of one page, entered one after the
-  /// other by different pmaps, sit in adjacent nodes (a page's list spans two cache lines, not
-  /// one per pmap). Measured (`pmap-bench`, N = 65536, 8 mappings per page): batches of 32 made
-  /// test&clear and remove_all 1.5-2.5x slower than batches of 1, which cost one more
-  /// uncontended pool lock per further mapping.
-  @inlinable static var stashBatch: Int { 1 }
-  @inlinable static var stashLimit: Int { 2 }
-
-  /// Fills an empty stash, for an `enter` that needs a node: up to ``stashBatch`` nodes from
-  /// the pool, after growing the pool by a frame of nodes from the allocator when it is empty.
-  /// `enter` calls it as its last step that can fail, so nothing needs undoing after it.
+  /// Takes a node from the pool for a page's further mapping, first growing the pool by a frame
+  /// of nodes from the allocator when it is empty; returns its reference (physical address | 1),
+  /// or 0 when the pool is empty and the allocator has no frame (`enter` then reports
+  /// ``EnterError/outOfPVEntries``, having changed nothing).
   ///
-  /// Returns `false`, the stash still empty, when the pool is empty and the allocator has no
-  /// frame (`enter` reports ``EnterError/outOfPVEntries``). Not throwing, so that `enter` can
-  /// call it on an unretained reference (a throwing call kept a retain/release pair around it).
-  /// Inlined: taking a node is a few loads and stores under the pool lock; only growing the
-  /// pool is a call.
+  /// Nodes leave the pool in order, so the further mappings of one page, entered one after the
+  /// other by different pmaps, sit in adjacent nodes: a page's list spans two cache lines, not
+  /// one per pmap. (Per-pmap stashes of 32 nodes made test&clear and remove_all 1.5-2.5x slower;
+  /// see the README's benchmark notes.)
+  ///
+  /// - Precondition: the caller holds the lock of the page the node is for (lock order: page
+  ///   stripe -> pool -> frame allocator).
+  /// - Complexity: O(1); a pool lock round, and a frame from the allocator once in 255 calls.
   @inlinable @inline(__always)
-  func refill(_ stash: UnsafeMutablePointer<PVStash>) -> Bool {
+  func takeNode() -> UInt64 {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
-    if s.pointee.freeNodeCount == 0 && !growPool() { return false }
-    var taken = 0
-    while taken < Self.stashBatch && s.pointee.freeNodes != 0 {
-      let ref = s.pointee.freeNodes
-      let n = node(ref)
-      s.pointee.freeNodes = n[1]
-      n[1] = stash.pointee.head
-      stash.pointee.head = ref
-      taken &+= 1
-    }
-    s.pointee.freeNodeCount &-= taken
-    stash.pointee.count &+= taken
-    return true
+    if s.pointee.freeNodes == 0 && !growPool() { return 0 }
+    let ref = s.pointee.freeNodes
+    s.pointee.freeNodes = node(ref)[1]
+    s.pointee.freeNodeCount &-= 1
+    return ref
   }
 
   /// Adds a frame of nodes from the allocator to the pool; returns `false` when the allocator
@@ -164,20 +151,28 @@ extension PageDatabase {
     return true
   }
 
-  /// Returns `count` nodes from the front of `stash` to the pool (all of them by default).
+  /// Returns the nodes of `chain` to the pool, under one pool lock.
+  ///
+  /// - Complexity: O(1).
   @inlinable
-  func drain(_ stash: UnsafeMutablePointer<PVStash>, count: Int? = nil) {
-    let n = min(count ?? stash.pointee.count, stash.pointee.count)
-    if n == 0 { return }
-    let first = stash.pointee.head
-    var last = first
-    for _ in 1..<n { last = node(last)[1] }
-    stash.pointee.head = node(last)[1]
-    stash.pointee.count &-= n
+  func release(_ chain: PVFreeChain) {
+    if chain.count == 0 { return }
     poolLock.lock()
-    node(last)[1] = state.pointee.freeNodes
-    state.pointee.freeNodes = first
-    state.pointee.freeNodeCount &+= n
+    node(chain.tail)[1] = state.pointee.freeNodes
+    state.pointee.freeNodes = chain.head
+    state.pointee.freeNodeCount &+= chain.count
+    poolLock.unlock()
+  }
+
+  /// Returns node `ref` to the pool.
+  ///
+  /// - Complexity: O(1), a pool lock round.
+  @inlinable @inline(__always)
+  func release(node ref: UInt64) {
+    poolLock.lock()
+    node(ref)[1] = state.pointee.freeNodes
+    state.pointee.freeNodes = ref
+    state.pointee.freeNodeCount &+= 1
     poolLock.unlock()
   }
 
@@ -186,46 +181,48 @@ extension PageDatabase {
     memory.pointer(to: PhysicalAddress(truncating: ref & ~1)).assumingMemoryBound(to: UInt64.self)
   }
 
-  /// Frees pool node `ref`, which served a page of stripe `stripe`, into `stash`: the stash of
-  /// the pmap whose lock the caller holds, or a page operation's batch on the stack. Past the
-  /// stash's limit, half of it goes back to the pool.
-  @inlinable @inline(__always)
-  func freeNode(_ ref: UInt64, stripe: Int, stash: UnsafeMutablePointer<PVStash>) {
-    stripes.counter(stripe, PageStripes.nodesInUse).pointee &-= 1
-    let n = node(ref)
-    n[0] = 0
-    n[1] = stash.pointee.head
-    stash.pointee.head = ref
-    stash.pointee.count &+= 1
-    if stash.pointee.count > stash.pointee.limit { drain(stash, count: stash.pointee.limit / 2) }
-  }
-
   // MARK: pv-list
 
-  /// Records that pmap `slot` maps the managed page `frame` at `linear` (`pmap_enter_pv`).
+  /// Records pv entry `entry` (``PVEntry/make(slot:linear:)``) as the first mapping of page
+  /// `page`, embedded in its metadata (`pmap_enter_pv` with no pv entry to allocate).
   ///
-  /// - Precondition: the caller holds the page's lock and, if the page already has a mapping,
-  ///   `stash` holds a node (`enter` refills it first when needed).
+  /// - Precondition: the caller holds the page's lock; the page has no mapping.
   /// - Complexity: O(1).
-  @inlinable
-  func insert(slot: Int, linear: UInt64, frame: PhysicalAddress, stash: UnsafeMutablePointer<PVStash>) {
-    let entry = PVEntry.make(slot: slot, linear: linear)
-    let page = self.page(frame)
-    let stripe = self.stripe(of: frame)
-    stripes.counter(stripe, PageStripes.mappings).pointee &+= 1
-    if page.pointee.head == 0 {
-      page.pointee.head = entry
-      return
-    }
-    let ref = stash.pointee.head
-    precondition(ref != 0, "PageDatabase: no pv node reserved")
+  @inlinable @inline(__always)
+  func insertFirst(_ entry: UInt64, into page: UnsafeMutablePointer<ManagedPage>) {
+    page.pointee.head = entry
+  }
+
+  /// Records pv entry `entry` as a further mapping of page `page`, in pool node `ref`
+  /// (from ``takeNode()``), linked at the front of the page's nodes (`pmap_enter_pv`).
+  ///
+  /// - Precondition: the caller holds the page's lock; the page has a mapping already.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  func insert(_ entry: UInt64, into page: UnsafeMutablePointer<ManagedPage>, node ref: UInt64) {
     let n = node(ref)
-    stash.pointee.head = n[1]
-    stash.pointee.count &-= 1
-    stripes.counter(stripe, PageStripes.nodesInUse).pointee &+= 1
     n[0] = entry
     n[1] = page.pointee.firstNode
     page.pointee.setFirstNode(ref)
+  }
+
+  /// Records that pmap `slot` maps the managed page `frame` at `linear`, in pool node `ref`
+  /// when the page has a mapping already (the caller took one with ``takeNode()``), embedded
+  /// otherwise (`ref` is then 0).
+  ///
+  /// - Precondition: the caller holds the page's lock.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  func insert(slot: Int, linear: UInt64, frame: PhysicalAddress, node ref: UInt64) {
+    let entry = PVEntry.make(slot: slot, linear: linear)
+    let page = self.page(frame)
+    if page.pointee.head == 0 {
+      precondition(ref == 0, "PageDatabase: a pv node taken for a page's first mapping")
+      insertFirst(entry, into: page)
+    } else {
+      precondition(ref != 0, "PageDatabase: no pv node taken for a further mapping")
+      insert(entry, into: page, node: ref)
+    }
   }
 
   /// Whether inserting a mapping of `frame` needs a pool node (the page has one already).
@@ -236,43 +233,47 @@ extension PageDatabase {
 
   /// Removes the pv entry of pmap `slot` at `linear` from page `frame` and merges `attributes`
   /// (the removed entry's final A/D/W) into the page's cache (`pmap_remove_pv` + `pp_attrs |=`).
+  /// Returns the pool node this frees (the caller gives it back to the pool, ``release(node:)``,
+  /// or gathers it in a ``PVFreeChain``), or 0.
   ///
   /// - Precondition: the caller holds the page's lock; the entry exists.
   /// - Complexity: O(mappings of the page); O(1) for the first.
   @inlinable
-  func remove(
-    slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes, stash: UnsafeMutablePointer<PVStash>
-  ) {
+  func remove(slot: Int, linear: UInt64, frame: PhysicalAddress, attributes: PageAttributes) -> UInt64 {
     let entry = PVEntry.make(slot: slot, linear: linear)
     let page = self.page(frame)
-    let stripe = self.stripe(of: frame)
-    stripes.counter(stripe, PageStripes.mappings).pointee &-= 1
     page.pointee.attributes.formUnion(attributes.subtracting(.writable))
-    if page.pointee.head == entry {
-      let first = page.pointee.firstNode
-      if first == 0 {
-        page.pointee.head = 0
-      } else {
-        let n = node(first)
-        page.pointee.head = n[0]
-        page.pointee.setFirstNode(n[1])
-        freeNode(first, stripe: stripe, stash: stash)
-      }
-      return
-    }
+    if page.pointee.head == entry { return removeFirst(of: page) }
     var previous: UnsafeMutablePointer<UInt64>? = nil
     var ref = page.pointee.firstNode
     while ref != 0 {
       let n = node(ref)
       if n[0] == entry {
         if let previous { previous[1] = n[1] } else { page.pointee.setFirstNode(n[1]) }
-        freeNode(ref, stripe: stripe, stash: stash)
-        return
+        return ref
       }
       previous = n
       ref = n[1]
     }
     preconditionFailure("PageDatabase: removing a pv entry that does not exist")
+  }
+
+  /// Removes the first pv entry of `page`: the entry of the first node moves into the page's
+  /// metadata. Returns the node this frees, or 0.
+  ///
+  /// - Precondition: the caller holds the page's lock; the page has a mapping.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  func removeFirst(of page: UnsafeMutablePointer<ManagedPage>) -> UInt64 {
+    let first = page.pointee.firstNode
+    if first == 0 {
+      page.pointee.head = 0
+    } else {
+      let n = node(first)
+      page.pointee.head = n[0]
+      page.pointee.setFirstNode(n[1])
+    }
+    return first
   }
 
   /// Calls `body` with every pv entry of the page at `frame` (packed), first embedded one first.

@@ -166,7 +166,7 @@ extension PageDatabase {
     var count = 0
     // The pool nodes the page's list frees gather here, on the stack, and go back to the pool
     // together: one pool lock per page, not one per node.
-    var freed = PVStash(limit: .max)
+    var freed = PVFreeChain()
     while true {
       lock.lock()
       while p.pointee.head != 0 {
@@ -174,15 +174,14 @@ extension PageDatabase {
         let pmapLock = slots[PVEntry.slot(entry)].lock.unsafelyUnwrapped
         guard pmapLock.tryLock() else { break }
         let attributes = withOwner(of: entry) { $0.pvRemove(atLinear: PVEntry.linear(entry)) }
-        remove(
-          slot: PVEntry.slot(entry), linear: PVEntry.linear(entry), frame: f, attributes: attributes,
-          stash: &freed)
+        p.pointee.attributes.formUnion(attributes.subtracting(.writable))
+        freed.append(removeFirst(of: p), in: self)
         pmapLock.unlock()
         count += 1
       }
       if p.pointee.head == 0 {
         lock.unlock()
-        if freed.count != 0 { drain(&freed) }
+        release(freed)
         return count
       }
       lock.unlock()

@@ -41,7 +41,7 @@ public final class PageDatabase: @unchecked Sendable {
   @usableFromInline let allocator: any FrameAllocator
   @usableFromInline let state: UnsafeMutablePointer<PVState>
   @usableFromInline let slots: UnsafeMutablePointer<OwnerSlot>
-  /// One lock line per stripe: the lock, then counter 1 = mappings, 2 = pool nodes in use.
+  /// One lock line per stripe.
   @usableFromInline let stripes: LockLines
   /// Whether page operations take locks, or the caller serialises everything.
   public let locking: Locking
@@ -128,22 +128,33 @@ public final class PageDatabase: @unchecked Sendable {
   @inlinable @inline(__always)
   func stripeLock(_ i: Int) -> SpinLock { stripes.lock(i, elided: locking == .callerSerialized) }
 
-  /// Statistics of the pv machinery (each counter read under its lock; a snapshot while
-  /// operations run).
+  /// Statistics of the pv machinery: the mappings counted on the pages' lists (each stripe
+  /// under its lock), the nodes in use counted from the pool (under its lock). A snapshot while
+  /// operations run. Nothing on the hot paths keeps a counter for it.
+  ///
+  /// - Complexity: O(managed pages).
   public var statistics: PVStatistics {
-    var mappings = 0
-    var nodes = 0
+    var pagesMapped = 0
     for i in 0..<PageStripes.count {
       stripeLock(i).lock()
-      mappings += stripes.counter(i, PageStripes.mappings).pointee
-      nodes += stripes.counter(i, PageStripes.nodesInUse).pointee
+      // Stripe i holds the pages whose index has bits 4-11 equal to i.
+      var group = i
+      while group &* PageStripes.framesPerGroup < pageCount {
+        let first = group &* PageStripes.framesPerGroup
+        for k in first..<min(pageCount, first &+ PageStripes.framesPerGroup) where pages[k].head != 0 {
+          pagesMapped &+= 1
+        }
+        group &+= PageStripes.count
+      }
       stripeLock(i).unlock()
     }
     poolLock.lock()
     let s = state.pointee
     poolLock.unlock()
+    let nodes = s.poolFrameCount * PVNode.perFrame - s.freeNodeCount
     return PVStatistics(
-      mappings: mappings, overflowNodesInUse: nodes, poolFrames: s.poolFrameCount, registeredPmaps: s.registeredCount)
+      mappings: pagesMapped + nodes, overflowNodesInUse: nodes, poolFrames: s.poolFrameCount,
+      registeredPmaps: s.registeredCount)
   }
 
   /// Bytes of pv storage per mapping beyond the page metadata that exists anyway: 0 for a
@@ -219,10 +230,8 @@ public enum PVNode {
 enum PageStripes {
   /// Stripes (a power of two).
   @inlinable static var count: Int { 256 }
-  /// Counter index of the mappings of the stripe's pages.
-  @inlinable static var mappings: Int { 1 }
-  /// Counter index of the pool nodes the stripe's pages use.
-  @inlinable static var nodesInUse: Int { 2 }
+  /// Consecutive frames that share a stripe.
+  @inlinable static var framesPerGroup: Int { 16 }
 }
 
 /// The node pool and registry, guarded by ``PageDatabase/poolLock``.
@@ -237,22 +246,25 @@ struct PVState {
   @inlinable init() {}
 }
 
-/// A chain of free pool nodes. Each pmap has one, guarded by its lock: `enter` reserves the node a
-/// page's further mapping needs there before it stores the leaf, so nothing has to be undone
-/// (NetBSD's `pmap_enter` allocates its pv entries up front in the same spirit), and a removal
-/// by the pmap leaves the freed node there for its next enter. A page operation gathers the
-/// nodes it frees in one on its stack and returns them to the pool together.
+/// Pool nodes freed by one page operation, gathered on its stack and returned to the pool
+/// together (``PageDatabase/release(_:)``): one pool lock per page, not one per node.
 @usableFromInline
-struct PVStash {
-  /// Physical address | 1 of the first node, or 0.
+struct PVFreeChain {
+  /// Physical address | 1 of the first node and of the last, or 0.
   @usableFromInline var head: UInt64 = 0
+  @usableFromInline var tail: UInt64 = 0
   @usableFromInline var count = 0
-  /// Past this many nodes, freeing one returns half of them to the pool: a pmap's stash
-  /// stays small (``PageDatabase/stashLimit``); a page operation's batch on the stack has no
-  /// limit and goes back to the pool whole, under one pool lock.
-  @usableFromInline var limit = PageDatabase.stashLimit
   @inlinable init() {}
-  @inlinable init(limit: Int) { self.limit = limit }
+
+  /// Adds node `ref` (0: nothing) to the chain.
+  @inlinable @inline(__always)
+  mutating func append(_ ref: UInt64, in database: PageDatabase) {
+    if ref == 0 { return }
+    database.node(ref)[1] = head
+    if head == 0 { tail = ref }
+    head = ref
+    count &+= 1
+  }
 }
 
 /// A registered pmap: the object page operations call, and its format's bits.

@@ -91,30 +91,34 @@ extension Pmap {
   /// pool node and none can be had; the caller reports ``EnterError/outOfPVEntries``.
   ///
   /// - Precondition: the pmap's lock is held; `frame` is managed; `p` is not present.
+  /// - Complexity: O(1).
   @inlinable @inline(__always)
   func installManagedLeaf(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
     // `pages` is read through `self` each time: a local copy of the reference would be retained.
     let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
     pageLock.lock()
     defer { pageLock.unlock() }
-    if self.pages.unsafelyUnwrapped.needsNode(frame) {
-      return installManagedLeafWithNode(p, new, frame: frame, linear: linear)
-    }
+    let page = self.pages.unsafelyUnwrapped.page(frame)
+    let entry = PVEntry.make(slot: pvSlot, linear: linear)
+    if page.pointee.head != 0 { return installManagedLeafWithNode(p, new, entry: entry, page: page) }
     p.store(new)
-    self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
+    self.pages.unsafelyUnwrapped.insertFirst(entry, into: page)
     return true
   }
 
-  /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already: its entry
-  /// takes a pool node (refilling the stash first). Out of line, so that the quick path stays
-  /// small where it is inlined: a page's first mapping, embedded in its metadata, needs no call.
+  /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already: pv entry
+  /// `entry` takes a node from the pool. Out of line, so that the quick path stays small where
+  /// it is inlined: a page's first mapping, embedded in its metadata, needs no call.
   ///
   /// - Precondition: the pmap's lock and the page's lock are held.
   @inlinable @inline(never)
-  func installManagedLeafWithNode(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
-    if pvStash.pointee.count == 0 && !refillStash() { return false }
+  func installManagedLeafWithNode(
+    _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>
+  ) -> Bool {
+    let ref = takeNode()
+    if ref == 0 { return false }
     p.store(new)
-    self.pages.unsafelyUnwrapped.insert(slot: pvSlot, linear: linear, frame: frame, stash: pvStash)
+    self.pages.unsafelyUnwrapped.insert(entry, into: page, node: ref)
     return true
   }
 
@@ -258,8 +262,11 @@ extension Pmap {
       if second != first { pages.stripeLock(second).unlock() }
       pages.stripeLock(first).unlock()
     }
-    if newManaged && pages.needsNode(newFrame) && pvStash.pointee.count == 0 {
-      if !refillStash() {
+    // The node a further mapping of the new page needs is taken first: nothing to undo after.
+    var node: UInt64 = 0
+    if newManaged && pages.needsNode(newFrame) {
+      node = takeNode()
+      if node == 0 {
         if !options.contains(.canFail) {
           preconditionFailure("Pmap.enter: out of pv entries (pass .canFail to get an error)")
         }
@@ -268,21 +275,22 @@ extension Pmap {
     }
     let previous = p.exchange(new)
     if oldManaged {
-      pages.remove(
-        slot: pvSlot, linear: linear, frame: oldFrame, attributes: Ops.pageAttributes(of: previous), stash: pvStash)
+      let freed = pages.remove(
+        slot: pvSlot, linear: linear, frame: oldFrame, attributes: Ops.pageAttributes(of: previous))
+      if freed != 0 { pages.release(node: freed) }
     }
-    if newManaged { pages.insert(slot: pvSlot, linear: linear, frame: newFrame, stash: pvStash) }
+    if newManaged { pages.insert(slot: pvSlot, linear: linear, frame: newFrame, node: node) }
     return previous
   }
 
-  /// Refills the pv stash from the page database's pool (``PageDatabase/refill(_:)``) through
-  /// an unretained reference: no reference counting on the enter path. Returns `false` when no
-  /// node could be had.
+  /// Takes a pv node from the page database's pool (``PageDatabase/takeNode()``) through an
+  /// unretained reference: a call on `pages` itself kept a retain/release pair around it.
+  /// Returns 0 when no node could be had.
   ///
-  /// - Precondition: the pmap tracks pv entries (``pages`` is set).
+  /// - Precondition: the pmap tracks pv entries (``pages`` is set); the page's lock is held.
   @inlinable @inline(__always)
-  func refillStash() -> Bool {
-    Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.refill(pvStash) }
+  func takeNode() -> UInt64 {
+    Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.takeNode() }
   }
 
   /// The error ``enter(_:_:protection:access:options:cacheMode:size:)`` reports for arguments

@@ -155,9 +155,9 @@ extension Pmap {
   @inlinable @inline(__always)
   func releasePVEntry(of old: UInt64, at level: PageTableLevel, linear: UInt64) {
     guard old & Ops.managedBit != 0 else { return }
-    pages.unsafelyUnwrapped.remove(
-      slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old),
-      stash: pvStash)
+    let freed = pages.unsafelyUnwrapped.remove(
+      slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
+    if freed != 0 { pages.unsafelyUnwrapped.release(node: freed) }
   }
 }
 

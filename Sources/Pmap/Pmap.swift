@@ -52,15 +52,12 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// enter fails with ``EnterError/unsupportedPageSize``.
   public let supportsGigabytePages: Bool
   @usableFromInline let state: UnsafeMutablePointer<PmapState>
-  /// The pmap's lock word and, on the same cache line, its stash of pv nodes; on the next
-  /// line, the table generation.
+  /// The pmap's lock word, alone on its cache line; on the next line, the table generation.
   @usableFromInline let lockLine: LockLines
   /// Whether this pmap takes its locks (``Locking/spinLocks``) or its caller serialises.
   public let locking: Locking
   /// The pmap's lock (a no-op when the caller serialises).
   @inlinable var lock: SpinLock { lockLine.lock(0, elided: locking == .callerSerialized) }
-  /// Free pv nodes kept for this pmap's `enter` (guarded by ``lock``).
-  @inlinable var pvStash: UnsafeMutablePointer<PVStash> { lockLine.payload(0, as: PVStash.self) }
   /// The table generation: bumped before page-table pages go back to the allocator, so that a
   /// lock-free walk (``extract(_:)``, ``translation(of:)``) that may have read a freed table
   /// knows to start over. Alone on the second lock line: writers touch it only when they free
@@ -190,7 +187,6 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       state.pointee.sharedSlotCount = self.kernelHalfSlots.count
     }
     self.lockLine = LockLines(count: 2)
-    lockLine.payload(0, as: PVStash.self).initialize(to: PVStash())
     self.pages = pages
     if let pages {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
@@ -245,7 +241,6 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     memory.setWireCount(of: root, to: 0)
     bumpTableGeneration()
     allocator.releaseFrame(root)
-    pages?.drain(pvStash)
     lock.unlock()
     pages?.unregister(slot: pvSlot)
     if let kernel = kernelHalfOwner { kernel.withLock { kernel.state.pointee.sharerCount -= 1 } }
