@@ -10,7 +10,9 @@ public struct PVInvariantViolation: Error, Equatable, Sendable {
     case duplicateEntry
     /// The pmaps hold a different number of pv-tracked leaves than there are pv entries.
     case trackedLeafCountMismatch(leaves: Int, entries: Int)
-    /// The mapping counter does not match the lists.
+    /// The mappings the statistics report (pages with a first mapping, plus the nodes the pool
+    /// has handed out) do not match the entries on the lists: a pool node leaked or was freed
+    /// while still linked.
     case mappingCountMismatch(counted: Int, recorded: Int)
     /// A cached attribute set holds something other than `.referenced` and `.modified`.
     case badCachedAttributes
@@ -32,7 +34,8 @@ extension PageDatabase {
   /// Checks the pv-lists against the pmaps (debug and tests): every pv entry names a registered
   /// pmap and an address where a present leaf with the pv-tracked bit maps this very frame;
   /// no entry appears twice; the pmaps hold exactly as many pv-tracked leaves as there are
-  /// entries (so every such leaf has exactly one pv entry); counters match.
+  /// entries (so every such leaf has exactly one pv entry); the pool's count of nodes in use
+  /// matches the nodes on the lists.
   ///
   /// - Complexity: O(managed pages + mappings × mappings per page + page-table pages of every
   ///   registered pmap).

@@ -60,7 +60,8 @@ extension Pmap {
     let s = state
     let rights = Int(protection.rawValue & 7)
     let accessRights = Int(access.rawValue & 7)
-    guard !s.pointee.isDestroyed, (va.rawValue | pa.rawValue) & PageSize.size4K.offsetMask == 0,
+    // A destroyed pmap has no valid rights left (`destroy()` clears them): no separate check.
+    guard (va.rawValue | pa.rawValue) & PageSize.size4K.offsetMask == 0,
       pa.rawValue &+ PageSize.size4K.bytes <= memory.physicalAddressLimit,
       s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0,
       !isInSharedKernelHalf(slot: va.index(at: .pml4).value)

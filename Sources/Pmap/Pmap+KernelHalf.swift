@@ -4,6 +4,8 @@ extension Pmap {
   /// - Complexity: O(1): one unsigned comparison.
   @inlinable @inline(__always)
   func isInSharedKernelHalf(slot: Int) -> Bool {
+    // Folded away for a format that has no kernel half (EPT).
+    guard Ops.hasKernelHalf else { return false }
     let s = state
     return UInt(bitPattern: slot &- s.pointee.sharedSlotStart) < UInt(bitPattern: s.pointee.sharedSlotCount)
   }

@@ -3,8 +3,8 @@ import Synchronization
 // Locking (see Sources/Pmap/Pmap.docc/Architecture.md, "Locks and atomicity"):
 //   Lock order: object (UVMLite guest memory) -> pmap -> page stripe (pv-list) -> pv pool
 //   -> frame allocator. Every lock is a SpinLock (an Atomic word; no Mutex on bare metal).
-//   - The pmap lock guards the pmap's tree structure, counters, invalidation batch and pv stash:
-//     every public operation takes it once.
+//   - The pmap lock guards the pmap's tree structure, counters and invalidation batch: every
+//     public operation takes it once.
 //   - A page stripe lock guards the pv-lists and cached attributes of 16 consecutive frames; a
 //     managed leaf is installed or removed together with its pv entry under it, so that while a
 //     page's lock is held, its pv entries and the leaves mapping it agree exactly.
@@ -238,6 +238,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     }
     flushInvalidations()
     state.pointee.isDestroyed = true
+    // Nothing passes enter's quick check any more: every enter goes to the body, which traps.
+    state.pointee.validRightsAndAccess = 0
     memory.setWireCount(of: root, to: 0)
     bumpTableGeneration()
     allocator.releaseFrame(root)
@@ -332,7 +334,8 @@ struct PmapState {
   /// access (8): `enter` ORs a template with the frame instead of re-encoding every call.
   @usableFromInline var leafTemplates: UnsafeMutablePointer<UInt64>
   /// Bit `protection.rawValue | access.rawValue << 3` is set when that pair is acceptable to
-  /// `enter`: protection not empty, write only with read, access within the rights.
+  /// `enter`: protection not empty, write only with read, access within the rights. All clear
+  /// once the pmap is destroyed.
   @usableFromInline var validRightsAndAccess: UInt64 = 0
 
   static func make<Ops: PTEOps>(_: Ops.Type, kind: AddressSpaceKind, hardwareAD: Bool) -> UnsafeMutablePointer<
