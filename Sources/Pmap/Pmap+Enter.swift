@@ -294,6 +294,15 @@ extension Pmap {
     Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.takeNode() }
   }
 
+  /// Gives pv node `ref` back to the page database's pool (``PageDatabase/release(node:)``),
+  /// through an unretained reference like ``takeNode()``.
+  ///
+  /// - Precondition: the pmap tracks pv entries (``pages`` is set).
+  @inlinable @inline(__always)
+  func releaseNode(_ ref: UInt64) {
+    Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.release(node: ref) }
+  }
+
   /// The error ``enter(_:_:protection:access:options:cacheMode:size:)`` reports for arguments
   /// that failed its combined check, in the order the documentation lists them.
   @inline(never)

@@ -157,7 +157,7 @@ extension Pmap {
     guard old & Ops.managedBit != 0 else { return }
     let freed = pages.unsafelyUnwrapped.remove(
       slot: pvSlot, linear: linear, frame: Ops.leafFrame(old, at: level), attributes: Ops.pageAttributes(of: old))
-    if freed != 0 { pages.unsafelyUnwrapped.release(node: freed) }
+    if freed != 0 { releaseNode(freed) }
   }
 }
 
