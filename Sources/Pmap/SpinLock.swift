@@ -96,8 +96,8 @@ public enum SpinLockBackoff {
   nonisolated(unsafe) public static var yield: (@convention(c) () -> Void)? = nil
 }
 
-/// Memory for spin-lock words and the data they guard: `count` cache lines of 64 bytes, zeroed,
-/// each line starting with a lock word (so that two locks never share a line).
+/// Memory for spin-lock words: `count` cache lines of 64 bytes, zeroed, each starting with a
+/// lock word (so that two locks never share a line).
 @usableFromInline
 struct LockLines {
   @usableFromInline let base: UnsafeMutableRawPointer
@@ -114,16 +114,4 @@ struct LockLines {
   /// The lock of line `i`.
   @inlinable @inline(__always)
   func lock(_ i: Int, elided: Bool = false) -> SpinLock { SpinLock(word: base + i &* 64, elided: elided) }
-
-  /// The 56 bytes of line `i` after its lock word, as a `T` (guarded by that line's lock).
-  @inlinable @inline(__always)
-  func payload<T>(_ i: Int, as _: T.Type) -> UnsafeMutablePointer<T> {
-    (base + (i &* 64 &+ 8)).assumingMemoryBound(to: T.self)
-  }
-
-  /// The `k`-th 8-byte counter of line `i` (k in 1..<8), guarded by that line's lock.
-  @inlinable @inline(__always)
-  func counter(_ i: Int, _ k: Int) -> UnsafeMutablePointer<Int> {
-    (base + (i &* 64 &+ k &* 8)).assumingMemoryBound(to: Int.self)
-  }
 }
