@@ -181,7 +181,7 @@ extension PageDatabase {
       }
       if p.pointee.head == 0 {
         lock.unlock()
-        release(freed)
+        if freed.count != 0 { release(freed) }
         return count
       }
       lock.unlock()
