@@ -97,8 +97,17 @@ extension Pmap {
   func installManagedLeaf(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
     // `pages` is read through `self` each time: a local copy of the reference would be retained.
     let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
+    // The body twice, with and without the lock: the unlocked loop of a caller that maps page
+    // after page then keeps no lock address and no second test of the mode.
+    if pageLock.isElided { return installManagedLeafLocked(p, new, frame: frame, linear: linear) }
     pageLock.lock()
     defer { pageLock.unlock() }
+    return installManagedLeafLocked(p, new, frame: frame, linear: linear)
+  }
+
+  /// ``installManagedLeaf(_:_:frame:linear:)`` with the page's lock held.
+  @inlinable @inline(__always)
+  func installManagedLeafLocked(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
     let page = self.pages.unsafelyUnwrapped.page(frame)
     let entry = PVEntry.make(slot: pvSlot, linear: linear)
     if page.pointee.head != 0 { return installManagedLeafWithNode(p, new, entry: entry, page: page) }
