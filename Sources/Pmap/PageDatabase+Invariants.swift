@@ -16,6 +16,9 @@ public struct PVInvariantViolation: Error, Equatable, Sendable {
     case mappingCountMismatch(counted: Int, recorded: Int)
     /// A cached attribute set holds something other than `.referenced` and `.modified`.
     case badCachedAttributes
+    /// The count of distinct invalidation sinks, which decides whether a page operation's
+    /// requests need sorting by sink, differs from the registered pmaps' sinks.
+    case sinkCountMismatch(counted: Int, recorded: Int)
   }
   /// What is wrong.
   public let kind: Kind
@@ -35,7 +38,7 @@ extension PageDatabase {
   /// pmap and an address where a present leaf with the pv-tracked bit maps this very frame;
   /// no entry appears twice; the pmaps hold exactly as many pv-tracked leaves as there are
   /// entries (so every such leaf has exactly one pv entry); the pool's count of nodes in use
-  /// matches the nodes on the lists.
+  /// matches the nodes on the lists; the count of distinct invalidation sinks is exact.
   ///
   /// - Complexity: O(managed pages + mappings × mappings per page + page-table pages of every
   ///   registered pmap).
@@ -77,6 +80,16 @@ extension PageDatabase {
       if let owner = slots[i].owner?.takeUnretainedValue() { leaves += owner.pvTrackedLeafCount() }
     }
     if leaves != entries { return PVInvariantViolation(.trackedLeafCountMismatch(leaves: leaves, entries: entries)) }
+    poolLock.lock()
+    var sinks: [ObjectIdentifier] = []
+    for i in 0..<pmapCapacity where slots[i].owner != nil {
+      if let sink = slots[i].sink, !sinks.contains(sink) { sinks.append(sink) }
+    }
+    let recordedSinks = sinkCount.pointee.load(ordering: .relaxed)
+    poolLock.unlock()
+    if sinks.count != recordedSinks {
+      return PVInvariantViolation(.sinkCountMismatch(counted: sinks.count, recorded: recordedSinks))
+    }
     return nil
   }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 extension PageDatabase {
   // MARK: Registry
 
@@ -15,6 +17,7 @@ extension PageDatabase {
     slots[i].root = owner.pvRoot
     slots[i].sink = owner.pvSinkIdentity
     slots[i].format = format
+    if !isSinkShared(slot: i) { sinkCount.pointee.add(1, ordering: .relaxed) }
     s.pointee.registeredCount += 1
     s.pointee.freeSlotHint = (i + 1) % pmapCapacity
     return i
@@ -24,12 +27,23 @@ extension PageDatabase {
   func unregister(slot: Int) {
     poolLock.lock()
     let owner = slots[slot].owner.unsafelyUnwrapped
+    if !isSinkShared(slot: slot) { sinkCount.pointee.subtract(1, ordering: .relaxed) }
     slots[slot].owner = nil
     slots[slot].lock = nil
     slots[slot].sink = nil
     state.pointee.registeredCount -= 1
     poolLock.unlock()
     owner.release()
+  }
+
+  /// Whether another registered pmap reports to the invalidation sink of the pmap in `slot`.
+  ///
+  /// - Precondition: the caller holds the pool lock.
+  /// - Complexity: O(``pmapCapacity``).
+  func isSinkShared(slot: Int) -> Bool {
+    let sink = slots[slot].sink
+    for j in 0..<pmapCapacity where j != slot && slots[j].owner != nil && slots[j].sink == sink { return true }
+    return false
   }
 
   /// Calls `body` with the adapter of the pmap that pv entry `e` names, without retaining it.
@@ -69,11 +83,25 @@ extension PageDatabase {
   }
 
   /// Reports the gathered invalidations: one call per distinct sink.
+  ///
+  /// When every registered pmap reports to one sink (``sinkCount`` is 1, the common case), they
+  /// all go in one call, unsorted. Reading the count without the pool lock is enough: every pmap
+  /// with a request here has an entry on the page whose lock the caller holds, and registered
+  /// before it entered that mapping under the same lock, so its registration is visible.
+  ///
+  /// - Precondition: the caller holds the lock of the page whose mappings made the requests.
   @inlinable
   func reportPending(_ pending: inout PendingRequests) {
     var n = pending.count
     let requests = pending.requests
     let owners = pending.slots
+    if sinkCount.pointee.load(ordering: .relaxed) == 1 {
+      slots[owners[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
+        $0.pvInvalidate(UnsafeBufferPointer(start: requests, count: n))
+      }
+      pending.count = 0
+      return
+    }
     while n > 0 {
       // Move the requests for the first one's sink to the front, report them, drop them. (Most
       // often every pmap of a page reports to one sink: then nothing moves.)

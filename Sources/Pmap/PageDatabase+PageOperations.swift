@@ -87,7 +87,22 @@ extension PageDatabase {
   }
 
   /// Clears `which` everywhere; returns the merged attributes seen before the clear.
+  ///
+  /// Compiled once for each of the three sets the page operations clear, so that the bits to
+  /// clear and the merge of D are constants in the loop over the mappings (a clock scan runs it
+  /// for every page it passes).
   func clear(_ which: PageAttributes, _ frame: PhysicalAddress) -> PageAttributes {
+    switch which {
+    case [.referenced, .modified]: clearBody([.referenced, .modified], frame)
+    case .referenced: clearBody(.referenced, frame)
+    case .modified: clearBody(.modified, frame)
+    default: clearBody(which, frame)
+    }
+  }
+
+  /// ``clear(_:_:)``, inlined where `which` is a constant.
+  @inline(__always)
+  func clearBody(_ which: PageAttributes, _ frame: PhysicalAddress) -> PageAttributes {
     precondition(manages(frame), "PageDatabase: unmanaged frame")
     let f = frame.alignedDown()
     pageLock(f).lock()

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Per-physical-page metadata for the frames the VM system manages, shared by every pmap of every
 /// format (NetBSD's `struct pmap_page` inside `vm_page`, with its pv-list and `pp_attrs`).
 ///
@@ -47,7 +49,11 @@ public final class PageDatabase: @unchecked Sendable {
   public let locking: Locking
   /// The lock of the node pool and the registry (``state``, ``slots``).
   @usableFromInline let poolLock: SpinLock
+  /// Line 0: the pool lock; line 1: ``sinkCount``.
   let poolLockLine: LockLines
+  /// How many distinct invalidation sinks the registered pmaps report to; changed under the pool
+  /// lock, read without it (see ``reportPending(_:)``).
+  @usableFromInline let sinkCount: UnsafeMutablePointer<Atomic<Int>>
   /// The most pmaps that can be registered at once.
   public let pmapCapacity: Int
 
@@ -83,8 +89,9 @@ public final class PageDatabase: @unchecked Sendable {
     state = .allocate(capacity: 1)
     state.initialize(to: PVState())
     stripes = LockLines(count: PageStripes.count)
-    poolLockLine = LockLines(count: 1)
+    poolLockLine = LockLines(count: 2)
     poolLock = poolLockLine.lock(0, elided: locking == .callerSerialized)
+    sinkCount = (poolLockLine.base + 64).bindMemory(to: Atomic<Int>.self, capacity: 1)
     self.locking = locking
   }
 

@@ -460,6 +460,77 @@ struct PVListTests {
     }
   }
 
+  @Test(
+    "a page operation reports each mapping's invalidation to its own pmap's sink, as pmaps with other sinks come and go",
+    arguments: [PVKind.native, .ept])
+  func invalidationsGoToEachSink(_ kind: PVKind) throws {
+    if kind == .native {
+      try invalidationsGoToEachSink(NativePTE.self)
+    } else {
+      try invalidationsGoToEachSink(EPTPTE.self)
+    }
+  }
+
+  func invalidationsGoToEachSink<Ops: PTEOps>(_: Ops.Type) throws {
+    try withPVMachine { machine in
+      let sinkA = RecordingInvalidationSink()
+      let sinkB = RecordingInvalidationSink()
+      func make(_ sink: RecordingInvalidationSink) throws -> Pmap<Ops> {
+        try Pmap<Ops>(memory: machine.memory, allocator: machine.allocator, invalidation: sink, pages: machine.pages)
+      }
+      let f = machine.dataFrame(3)
+      let va = pvPage(0x40_0000, 0)
+      /// Maps `f` in each pmap if it does not yet, reads it through each (A set), clears the
+      /// references, and returns the roots each sink was told about.
+      func clearAndReport(_ pmaps: [Pmap<Ops>]) throws -> (a: Set<PhysicalAddress>, b: Set<PhysicalAddress>) {
+        for p in pmaps {
+          if p.extract(va) == nil { try p.enter(va, f, protection: .readWrite) }
+          #expect(touch(p, va, write: false))
+        }
+        sinkA.reset()
+        sinkB.reset()
+        #expect(machine.pages.clearReference(f))
+        func roots(_ sink: RecordingInvalidationSink) -> Set<PhysicalAddress> {
+          Set(
+            sink.events.map { event in
+              switch event {
+              case .pages(let root, let vas):
+                #expect(vas == [va])
+                return root
+              case .all(let root): return root
+              }
+            })
+        }
+        return (roots(sinkA), roots(sinkB))
+      }
+
+      // Two sinks: each hears of its own pmaps' mappings, and only of those.
+      let a1 = try make(sinkA)
+      let b1 = try make(sinkB)
+      let a2 = try make(sinkA)
+      var reported = try clearAndReport([a1, b1, a2])
+      #expect(reported.a == [a1.root, a2.root])
+      #expect(reported.b == [b1.root])
+
+      // The last pmap of sink B goes: one sink left (the page database then reports without
+      // sorting by sink).
+      b1.destroy()
+      reported = try clearAndReport([a1, a2])
+      #expect(reported.a == [a1.root, a2.root])
+      #expect(reported.b.isEmpty)
+
+      // Sink B again, then one of sink A's two pmaps goes: still two sinks.
+      let b2 = try make(sinkB)
+      a2.destroy()
+      reported = try clearAndReport([a1, b2])
+      #expect(reported.a == [a1.root])
+      #expect(reported.b == [b2.root])
+      expectPVInvariants(machine, [a1, b2], "after pmaps of both sinks came and went")
+      a1.destroy()
+      b2.destroy()
+    }
+  }
+
   @Test("a SimulatedMachine whose pv pool grew can be released")
   func simulatedMachineTeardown() async {
     // Runs in a child process: the failure mode is a crash (the machine unmaps its RAM before
