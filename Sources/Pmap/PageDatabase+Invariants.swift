@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A broken pv-list invariant found by ``PageDatabase/checkInvariants()``.
 public struct PVInvariantViolation: Error, Equatable, Sendable {
   /// What is wrong.
