@@ -103,8 +103,8 @@ extension PageDatabase {
       return
     }
     while n > 0 {
-      // Move the requests for the first one's sink to the front, report them, drop them. (Most
-      // often every pmap of a page reports to one sink: then nothing moves.)
+      // Several sinks: move the requests for the first one's sink to the front, report them,
+      // drop them.
       let sink = slots[owners[0]].sink
       var k = 1
       while k < n && slots[owners[k]].sink == sink { k += 1 }
