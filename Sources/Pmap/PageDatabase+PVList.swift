@@ -181,10 +181,12 @@ extension PageDatabase {
 
   /// Returns the nodes of `chain` to the pool, under one pool lock.
   ///
+  /// - Precondition: `chain` is not empty (the caller tests its count: no call for a page that
+  ///   freed no node).
   /// - Complexity: O(1).
   @inlinable
   func release(_ chain: PVFreeChain) {
-    if chain.count == 0 { return }
+    precondition(chain.count != 0, "PageDatabase: releasing an empty chain of pv nodes")
     poolLock.lock()
     node(chain.tail)[1] = state.pointee.freeNodes
     state.pointee.freeNodes = chain.head
