@@ -98,31 +98,64 @@ extension Pmap {
     // `pages` is read through `self` each time: a local copy of the reference would be retained.
     let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
     // The body twice, with and without the lock: the unlocked loop of a caller that maps page
-    // after page then keeps no lock address and no second test of the mode.
-    if pageLock.isElided { return installManagedLeafLocked(p, new, frame: frame, linear: linear) }
+    // after page then keeps no lock address and no second test of the mode. (The page
+    // database's pool locks exactly when its page locks do.)
+    if pageLock.isElided { return installManagedLeafLocked(p, new, frame: frame, linear: linear, poolLocks: false) }
     pageLock.lock()
     defer { pageLock.unlock() }
-    return installManagedLeafLocked(p, new, frame: frame, linear: linear)
+    return installManagedLeafLocked(p, new, frame: frame, linear: linear, poolLocks: true)
   }
 
-  /// ``installManagedLeaf(_:_:frame:linear:)`` with the page's lock held.
+  /// ``installManagedLeaf(_:_:frame:linear:)`` with the page's lock held; `poolLocks` is a
+  /// constant where this is inlined: whether the page database's pool takes its lock.
   @inlinable @inline(__always)
-  func installManagedLeafLocked(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
+  func installManagedLeafLocked(
+    _ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64, poolLocks: Bool
+  ) -> Bool {
     let page = self.pages.unsafelyUnwrapped.page(frame)
     let entry = PVEntry.make(slot: pvSlot, linear: linear)
-    if page.pointee.head != 0 { return installManagedLeafWithNode(p, new, entry: entry, page: page) }
+    if page.pointee.head != 0 {
+      return poolLocks
+        ? installManagedLeafTakingNode(p, new, entry: entry, page: page)
+        : installManagedLeafWithUnlockedNode(p, new, entry: entry, page: page)
+    }
     p.store(new)
     self.pages.unsafelyUnwrapped.insertFirst(entry, into: page)
     return true
   }
 
+  /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already, in a page
+  /// database that takes no locks: pv entry `entry` takes a node from the pool. Out of line,
+  /// so that the quick path stays small where it is inlined: a page's first mapping, embedded
+  /// in its metadata, needs no call.
+  ///
+  /// The call is kept light for a loop entering a page into pmap after pmap: when the pool has
+  /// a node (``PageDatabase/takeNodeQuickly()``), it is popped here without saving registers;
+  /// the pool's growth is in ``installManagedLeafTakingNode(_:_:entry:page:)``. (Inlining the
+  /// whole node path instead made every single map slower; one body with the growth as a call
+  /// saved four registers on every call.)
+  ///
+  /// - Precondition: the pmap's lock and the page's lock are held; the page database was
+  ///   created with ``Locking/callerSerialized``.
+  @inlinable @inline(never)
+  func installManagedLeafWithUnlockedNode(
+    _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>
+  ) -> Bool {
+    let ref = Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.takeNodeQuickly() }
+    if ref == 0 { return installManagedLeafTakingNode(p, new, entry: entry, page: page) }
+    p.store(new)
+    self.pages.unsafelyUnwrapped.insert(entry, into: page, node: ref)
+    return true
+  }
+
   /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already: pv entry
-  /// `entry` takes a node from the pool. Out of line, so that the quick path stays small where
-  /// it is inlined: a page's first mapping, embedded in its metadata, needs no call.
+  /// `entry` takes a node from the pool (``takeNode()``: under the pool lock unless the page
+  /// database takes no locks, growing the pool when it is empty). Returns `false`, having
+  /// changed nothing, when no node can be had.
   ///
   /// - Precondition: the pmap's lock and the page's lock are held.
   @inlinable @inline(never)
-  func installManagedLeafWithNode(
+  func installManagedLeafTakingNode(
     _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>
   ) -> Bool {
     let ref = takeNode()

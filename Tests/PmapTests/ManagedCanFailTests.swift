@@ -67,6 +67,68 @@ struct ManagedCanFailTests {
     try check(format.ops)
   }
 
+  /// The quick path of `enter` (page tables present) for a page mapped already: the node comes
+  /// from the pool without its lock in the caller-serialized mode, through the locked take
+  /// otherwise, and from a new pool frame when the pool is empty. An empty pool and an allocator
+  /// that has no frame must fail the enter cleanly in either mode.
+  @Test(
+    "a further mapping takes a pool node, the pool growing once in 255; an empty pool without frames fails cleanly, locked or not",
+    arguments: Format.allCases, [Locking.spinLocks, .callerSerialized])
+  func furtherMappingNodes(_ format: Format, _ locking: Locking) throws {
+    func check<F: SimulatedFormat>(_: F.Type) throws {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 64)
+      try withExtendedLifetime(machine.ram) {
+        let pages = PageDatabase(
+          memory: machine.memory, base: machine.dataFrame(0), pageCount: 64, allocator: machine.allocator,
+          locking: locking)
+        let pmap = try Pmap<F>(
+          memory: machine.memory, allocator: machine.allocator, invalidation: machine.sink, pages: pages,
+          locking: locking)
+        let frame = machine.dataFrame(5)
+        // All in one page table: after the first enter, every one takes the quick path.
+        func va(_ i: Int) -> VirtualAddress { address(pml4: 1, pt: UInt64(i)) }
+        try pmap.enter(va(0), frame, protection: .read)
+        #expect(pages.statistics.overflowNodesInUse == 0, "a page's first mapping is embedded")
+        #expect(pages.statistics.poolFrames == 0)
+        let perFrame = 255
+        for i in 1...perFrame {
+          try pmap.enter(va(i), frame, protection: .read)
+          #expect(pages.statistics.overflowNodesInUse == i)
+        }
+        #expect(pages.statistics.poolFrames == 1, "one pool frame holds \(perFrame) nodes")
+        #expect(pages.mappingCount(of: frame) == perFrame + 1)
+
+        // The pool is empty: the next further mapping needs a frame, and the allocator has none.
+        machine.allocator.failAtCall = machine.allocator.allocationCalls + 1
+        machine.allocator.keepFailing = true
+        let before = TreeSnapshot(pmap, machine)
+        let pvBefore = pages.statistics
+        #expect(throws: EnterError.outOfPVEntries) {
+          try pmap.enter(va(perFrame + 1), frame, protection: .read, options: .canFail)
+        }
+        #expect(TreeSnapshot(pmap, machine) == before, "tables, statistics or frames changed")
+        #expect(pages.statistics == pvBefore, "pv state changed")
+        #expect(pmap.extract(va(perFrame + 1)) == nil)
+        #expect(pmap.checkInvariants() == nil)
+        #expect(pages.checkInvariants() == nil)
+
+        // With frames again, the pool grows by one and the enter succeeds.
+        machine.allocator.keepFailing = false
+        machine.allocator.failAtCall = nil
+        try pmap.enter(va(perFrame + 1), frame, protection: .read)
+        #expect(pages.statistics.poolFrames == 2)
+        #expect(pages.statistics.overflowNodesInUse == perFrame + 1)
+        #expect(pages.mappingCount(of: frame) == perFrame + 2)
+        #expect(pmap.extract(va(perFrame + 1)) == frame)
+        #expect(pages.checkInvariants() == nil)
+        pmap.destroy()
+        #expect(pages.statistics.overflowNodesInUse == 0)
+        #expect(pages.statistics.mappings == 0)
+      }
+    }
+    try check(format.ops)
+  }
+
   @Test("an aliasing enter refused for a large-page conflict changes nothing", arguments: Format.allCases)
   func aliasingEnterConflict(_ format: Format) throws {
     func check<F: SimulatedFormat>(_: F.Type) throws {
