@@ -51,11 +51,14 @@ extension Pmap {
 
   /// Takes an unlinked page-table page out of service: its address range is invalidated (which
   /// flushes paging-structure caches that may still point at it) before the frame is released.
+  /// The pmap's page-table hint (``pageTable(for:)``) is dropped: it may name this table or
+  /// one below it. Every unlink of a page-table page goes through here.
   @inlinable
   func retireTable(_ table: PhysicalAddress, linear: UInt64) {
     queueInvalidation(linear: linear)
     memory.setWireCount(of: table, to: 0)
     let s = state
+    s.pointee.pageTableHintRegion = .max
     s.pointee.pageTablePageCount &-= 1
     if s.pointee.retiredCount == InvalidationBatch.retiredCapacity { flushInvalidations() }
     s.pointee.retiredTables[s.pointee.retiredCount] = table

@@ -23,6 +23,9 @@ public struct InvariantViolation: Error, Equatable, Sendable {
     /// A root entry of a shared kernel half differs from the kernel pmap's (accessed bit aside),
     /// or a kernel pmap's preallocated kernel-half slot is not a table entry.
     case sharedEntryMismatch
+    /// The page-table hint of `enter` and single-page removal names a table that is not the
+    /// page table linked for its 2 MiB region (`table` is the hinted one).
+    case staleTableHint
   }
   /// What is wrong.
   public let kind: Kind
@@ -49,7 +52,8 @@ extension Pmap {
   /// A kernel pmap's preallocated kernel-half tables are linked and pinned (wire count 2 + live
   /// entries, empty allowed). In a pmap sharing a kernel half, the shared root entries equal the
   /// kernel pmap's (the accessed bit aside, which each root's walks set on their own) and the
-  /// tables below them, the kernel pmap's, are neither checked nor counted.
+  /// tables below them, the kernel pmap's, are neither checked nor counted. The page-table hint
+  /// (``pageTable(for:)``), when set, names the page table linked for its region.
   ///
   /// - Returns: the first violation found, or `nil`.
   /// - Complexity: O(page-table pages × 512).
@@ -70,6 +74,11 @@ extension Pmap {
     }
     if tables != s.pageTablePageCount {
       return InvariantViolation(.pageTablePageCountMismatch(expected: tables, found: s.pageTablePageCount), table: root)
+    }
+    if s.pageTableHintRegion != .max
+      && pageTablePath(VirtualAddress(truncating: s.pageTableHintRegion << 21))?.pageTable.rawValue != s.pageTableHint
+    {
+      return InvariantViolation(.staleTableHint, table: PhysicalAddress(unchecked: s.pageTableHint))
     }
     return nil
   }

@@ -34,10 +34,17 @@ extension Pmap {
   func protectPage(_ va: VirtualAddress, to protection: Protection) throws(RangeOperationError) {
     checkAlive()
     guard protection.isEncodable else { throw .writeWithoutRead }
-    guard let leaf = lookupLeaf(va) else { return }
-    if leaf.level != .pageTable { throw .splitsLargeMapping }
+    // The page table from the hint (``pageTable(for:)``); without one, nothing or a large page
+    // maps `va`.
+    guard let table = pageTable(for: va) else {
+      if isMappedByLargeLeaf(va) { throw .splitsLargeMapping }
+      return
+    }
+    let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
+    let e = p.load()
+    guard Ops.isPresent(e) else { return }
     var visitor = ProtectVisitor(pmap: self, rights: protection.union(.read))
-    _ = visitor.visit(leaf.entry, entry: leaf.value, level: .pageTable, linear: va.linear)
+    _ = visitor.visit(p, entry: e, level: .pageTable, linear: va.linear)
     finishOperation()
   }
 

@@ -69,13 +69,11 @@ extension Pmap {
   @inlinable @inline(__always)
   func removeLeaf(linear: UInt64, updatingPVList: Bool) throws(RangeOperationError) -> UInt64 {
     let va = VirtualAddress(truncating: linear)
-    guard let path = pageTablePath(va) else {
+    guard let table = pageTable(for: va) else {
       // Nothing mapped there, or a large page that a 4 KiB removal would split.
       if isMappedByLargeLeaf(va) { throw .splitsLargeMapping }
       return 0
     }
-    let table = path.pageTable
-    let tables = (table, path.directory, path.pdpt, root)
     let p = memory.entry(in: table, at: va.index(at: .pageTable).value)
     let e = p.load()
     guard Ops.isPresent(e) else { return 0 }
@@ -91,10 +89,10 @@ extension Pmap {
       old = p.exchange(0)
     }
     accountRemoval(of: old, at: .pageTable, linear: linear)
-    memory.adjustWireCount(of: tables.0, by: -1)
+    memory.adjustWireCount(of: table, by: -1)
     // The page table became empty (once in 512 removals of a dense range): free it and what
     // empties above it, out of line.
-    if memory.wireCount(of: tables.0) == 1 { cascade(tables, linear: linear) }
+    if memory.wireCount(of: table) == 1 { cascade(from: table, linear: linear) }
     return old
   }
 
@@ -105,14 +103,19 @@ extension Pmap {
     return leaf.level != .pageTable
   }
 
-  /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty: `tables`
-  /// holds the page table, page directory and PDPT on that path (then the root). Each is
-  /// unlinked from its parent and retired until the invalidation covering it.
+  /// Frees, bottom-up, the page-table pages on the path to `linear` that are empty, starting
+  /// with its page table `leafTable`. Each is unlinked from its parent and retired until the
+  /// invalidation covering it. Out of line: the removal that empties a page table happens once
+  /// in 512 removals of a dense range, and walks the path again here.
   ///
-  /// - Precondition: the page table `tables.0` is empty (its wire count is 1).
+  /// - Precondition: the pmap's lock is held; `leafTable` is the page table on the path to
+  ///   `linear`, and empty (its wire count is 1).
   @inlinable @inline(never)
-  func cascade(_ tables: (PhysicalAddress, PhysicalAddress, PhysicalAddress, PhysicalAddress), linear: UInt64) {
+  func cascade(from leafTable: PhysicalAddress, linear: UInt64) {
     let va = VirtualAddress(truncating: linear)
+    let path = pageTablePath(va)
+    precondition(path?.pageTable == leafTable, "Pmap: cascade off the path")
+    let tables = (leafTable, path.unsafelyUnwrapped.directory, path.unsafelyUnwrapped.pdpt, root)
     for k in 0..<3 {
       let child = k == 0 ? tables.0 : (k == 1 ? tables.1 : tables.2)
       let parent = k == 0 ? tables.1 : (k == 1 ? tables.2 : root)
@@ -129,10 +132,7 @@ extension Pmap {
   /// once invalidated, as if never allocated.
   @inlinable @inline(never)
   func freeEmptyTables(above leafTable: PhysicalAddress, linear: UInt64) {
-    let path = pageTablePath(VirtualAddress(truncating: linear))
-    precondition(path?.pageTable == leafTable, "Pmap: freeEmptyTables off the path")
-    let tables = (leafTable, path.unsafelyUnwrapped.directory, path.unsafelyUnwrapped.pdpt, root)
-    cascade(tables, linear: linear)
+    cascade(from: leafTable, linear: linear)
     finishOperation()
   }
 }

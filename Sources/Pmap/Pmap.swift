@@ -337,6 +337,11 @@ struct PmapState {
   /// `enter`: protection not empty, write only with read, access within the rights. All clear
   /// once the pmap is destroyed.
   @usableFromInline var validRightsAndAccess: UInt64 = 0
+  /// The 2 MiB region (`linear >> 21`) whose page table ``pageTableHint`` is, or `UInt64.max`:
+  /// see ``Pmap/pageTable(for:)``.
+  @usableFromInline var pageTableHintRegion: UInt64 = .max
+  /// A page table linked in this pmap: the last one ``Pmap/pageTable(for:)`` found.
+  @usableFromInline var pageTableHint: UInt64 = 0
 
   static func make<Ops: PTEOps>(_: Ops.Type, kind: AddressSpaceKind, hardwareAD: Bool) -> UnsafeMutablePointer<
     PmapState

@@ -264,3 +264,79 @@ struct SparseRemoveTests {
     #expect(machine.allocator.framesInUse == 1)
   }
 }
+
+/// How ``PageTableHintTests`` empties the page table `enter` last used.
+enum TableEmptying: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  /// `remove` of each page (the single-page path).
+  case pageRemove
+  /// `remove` of a range covering both pages (the range walk).
+  case rangeRemove
+  /// `removeAllMappings` of each frame (a page operation, through the pv-list).
+  case pageOperation
+
+  var testDescription: String { rawValue }
+}
+
+/// `enter` and single-page removal find the page table through a per-pmap hint (the last page
+/// table used, by 2 MiB region). Every unlink of a page-table page must drop it: a stale hint
+/// would write a leaf into a freed frame, by then perhaps another pmap's table.
+@Suite("The page-table hint never outlives its table")
+struct PageTableHintTests {
+  @Test(
+    "enter after the page table it last used was freed allocates a new one, whatever freed it",
+    arguments: Format.allCases, TableEmptying.allCases)
+  func hintDroppedWhenTableFreed(_ format: Format, _ emptying: TableEmptying) throws {
+    func check<F: SimulatedFormat>(_: F.Type) throws {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 64)
+      try withExtendedLifetime(machine.ram) {
+        let pmap = try machine.makePmap(F.self)
+        let other = try machine.makePmap(F.self)
+        let a = address(pml4: 3, pdpt: 2, pd: 1, pt: 0)
+        let b = address(pml4: 3, pdpt: 2, pd: 1, pt: 1)
+        let c = address(pml4: 3, pdpt: 2, pd: 1, pt: 2)
+        try pmap.enter(a, machine.dataFrame(0), protection: .readWrite)  // allocates PDPT, PD, PT
+        try pmap.enter(b, machine.dataFrame(1), protection: .readWrite)  // quick path: the hint names the PT
+        #expect(pmap.extract(b) == machine.dataFrame(1))
+        let inUse = machine.allocator.framesInUse
+        switch emptying {
+        case .pageRemove:
+          try pmap.remove(VirtualRange(page: a))
+          try pmap.remove(VirtualRange(page: b))
+        case .rangeRemove:
+          try pmap.remove(VirtualRange(from: a, to: c))
+        case .pageOperation:
+          #expect(machine.pages.removeAllMappings(machine.dataFrame(0)) == 1)
+          #expect(machine.pages.removeAllMappings(machine.dataFrame(1)) == 1)
+        }
+        #expect(machine.allocator.framesInUse == inUse - 3, "the PT, PD and PDPT were freed")
+        #expect(pmap.statistics == stats(0, 0, 1))
+
+        // Another pmap takes frames again (the freed ones first, if the allocator reuses them):
+        // a stale hint would now point into its tables.
+        let elsewhere = address(pml4: 7, pdpt: 1, pd: 1, pt: 5)
+        try other.enter(elsewhere, machine.dataFrame(2), protection: .read)
+        try pmap.enter(c, machine.dataFrame(3), protection: .readWrite)
+        #expect(pmap.extract(c) == machine.dataFrame(3))
+        #expect(other.extract(elsewhere) == machine.dataFrame(2))
+        #expect(other.extract(address(pml4: 7, pdpt: 1, pd: 1, pt: 2)) == nil, "nothing written into the other pmap")
+        #expect(pmap.statistics == stats(1, 0, 4))
+        #expect(other.statistics == stats(1, 0, 4))
+
+        // And the quick path and single-page removal go on using the new table.
+        let d = address(pml4: 3, pdpt: 2, pd: 1, pt: 3)
+        try pmap.enter(d, machine.dataFrame(4), protection: .read)
+        #expect(pmap.extract(d) == machine.dataFrame(4))
+        try pmap.remove(VirtualRange(page: c))
+        #expect(pmap.extract(c) == nil)
+        #expect(pmap.extract(d) == machine.dataFrame(4))
+        #expect(pmap.statistics == stats(1, 0, 4))
+        expectInvariants(pmap)
+        expectInvariants(other)
+        #expect(machine.pages.checkInvariants() == nil)
+        pmap.destroy()
+        other.destroy()
+      }
+    }
+    try check(format.ops)
+  }
+}
