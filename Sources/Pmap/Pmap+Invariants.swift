@@ -53,7 +53,8 @@ extension Pmap {
   /// entries, empty allowed). In a pmap sharing a kernel half, the shared root entries equal the
   /// kernel pmap's (the accessed bit aside, which each root's walks set on their own) and the
   /// tables below them, the kernel pmap's, are neither checked nor counted. The page-table hint
-  /// (``pageTable(for:)``), when set, names the page table linked for its region.
+  /// of the single-page operations, when set, names the page table linked for its region (see
+  /// Architecture).
   ///
   /// - Returns: the first violation found, or `nil`.
   /// - Complexity: O(page-table pages × 512).
