@@ -144,22 +144,21 @@ extension PageDatabase {
   func takeNode() -> UInt64 {
     poolLock.lock()
     defer { poolLock.unlock() }
-    let s = state
-    if s.pointee.freeNodes == 0 && !growPool() { return 0 }
-    let ref = s.pointee.freeNodes
-    s.pointee.freeNodes = node(ref)[1]
-    s.pointee.freeNodeCount &-= 1
-    return ref
+    let ref = popFreeNode()
+    if ref != 0 || !growPool() { return ref }
+    return popFreeNode()
   }
 
-  /// ``takeNode()`` for a page database that takes no locks, when the pool has a node: no
-  /// call, no lock. Returns 0, having changed nothing, when the pool is empty (``takeNode()``
-  /// then grows it).
+  /// Takes the pool's first free node without the pool lock and without growing the pool: 0,
+  /// having changed nothing, when the pool is empty. ``takeNode()`` calls it under the pool
+  /// lock; `enter`, in a page database that takes no locks, calls it inline (no call, no lock)
+  /// and calls ``takeNode()`` only when it returns 0.
   ///
-  /// - Precondition: the database was created with ``Locking/callerSerialized``.
+  /// - Precondition: the caller holds the pool lock, or the database was created with
+  ///   ``Locking/callerSerialized``.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
-  func takeNodeQuickly() -> UInt64 {
+  func popFreeNode() -> UInt64 {
     let s = state
     let ref = s.pointee.freeNodes
     if ref == 0 { return 0 }

@@ -127,7 +127,7 @@ extension Pmap {
 
   /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already, in a page
   /// database that takes no locks: pv entry `entry` takes a node from the pool, inline when the
-  /// pool has one (``PageDatabase/takeNodeQuickly()``: no call, no lock); the pool's growth is
+  /// pool has one (``PageDatabase/popFreeNode()``: no call, no lock); the pool's growth is
   /// a call to ``installManagedLeafTakingNode(_:_:entry:page:)``.
   ///
   /// Inline since the page-table hint (``pageTable(for:)``) left the quick path registers to
@@ -140,7 +140,7 @@ extension Pmap {
   func installManagedLeafWithUnlockedNode(
     _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>
   ) -> Bool {
-    let ref = Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.takeNodeQuickly() }
+    let ref = Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.popFreeNode() }
     if ref == 0 { return installManagedLeafTakingNode(p, new, entry: entry, page: page) }
     p.store(new)
     self.pages.unsafelyUnwrapped.insert(entry, into: page, node: ref)
