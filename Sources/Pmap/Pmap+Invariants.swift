@@ -23,8 +23,9 @@ public struct InvariantViolation: Error, Equatable, Sendable {
     /// A root entry of a shared kernel half differs from the kernel pmap's (accessed bit aside),
     /// or a kernel pmap's preallocated kernel-half slot is not a table entry.
     case sharedEntryMismatch
-    /// The page-table hint of `enter` and single-page removal names a table that is not the
-    /// page table linked for its 2 MiB region (`table` is the hinted one).
+    /// The page-table hint of the single-page operations (`enter`, `remove` and `protect` of
+    /// one page) names a table that is not the page table linked for its 2 MiB region (`table`
+    /// is the hinted one).
     case staleTableHint
   }
   /// What is wrong.

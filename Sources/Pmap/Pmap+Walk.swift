@@ -103,10 +103,11 @@ extension Pmap {
     return (Ops.tableFrame(e2), directory, pdpt)
   }
 
-  /// The page table that holds the 4 KiB leaf of `va`, for `enter`'s quick path: the pmap's
-  /// page-table hint when `va` lies in the 2 MiB region of the last lookup here, otherwise the
-  /// walk of ``pageTablePath(_:)``, whose result becomes the hint. `nil` when a level above the
-  /// leaf is missing or is a large leaf.
+  /// The page table that holds the 4 KiB leaf of `va`, for the operations on one page
+  /// (`enter`'s quick path, single-page removal and protect): the pmap's page-table hint when
+  /// `va` lies in the 2 MiB region of the last lookup here, otherwise the walk of
+  /// ``pageTablePath(_:)``, whose result becomes the hint. `nil` when a level above the leaf is
+  /// missing or is a large leaf.
   ///
   /// The hint always names a linked page table: it is set only here, under the pmap's lock,
   /// and ``retireTable(_:linear:)`` drops it whenever any page-table page of the pmap is
