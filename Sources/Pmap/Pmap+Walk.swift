@@ -79,10 +79,11 @@ extension Pmap {
 
   /// The page-table pages on the path to the 4 KiB leaf of `va` (its page table, page directory
   /// and PDPT) when each level above the leaf holds a present table entry; `nil` when one is not
-  /// present or is a large leaf. The walk of the operations that change one 4 KiB leaf
-  /// (`enter`'s quick path, single-leaf removal); unrolled like ``walk(_:boundsChecked:_:)``,
-  /// with relaxed loads: under the lock no table changes, and acquire loads kept the compiler
-  /// from scheduling the callers' other loads early (another 0.5 ns per unmap).
+  /// present or is a large leaf. The walk behind ``pageTable(for:)`` when its hint misses (the
+  /// operations that change one 4 KiB leaf), and of the cascade that frees emptied tables;
+  /// unrolled like ``walk(_:boundsChecked:_:)``, with relaxed loads: under the lock no table
+  /// changes, and acquire loads kept the compiler from scheduling the callers' other loads early
+  /// (another 0.5 ns per unmap).
   ///
   /// - Precondition: the pmap's lock is held (or the caller otherwise keeps tables from being
   ///   freed under it).
