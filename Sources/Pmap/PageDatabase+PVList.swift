@@ -150,22 +150,14 @@ extension PageDatabase {
   }
 
   /// Takes the pool's first free node without the pool lock and without growing the pool: 0,
-  /// having changed nothing, when the pool is empty. ``takeNode()`` calls it under the pool
-  /// lock; `enter`, in a page database that takes no locks, calls it inline (no call, no lock)
-  /// and calls ``takeNode()`` only when it returns 0.
+  /// having changed nothing, when the pool is empty (``PVState/popFreeNode(_:in:)``).
+  /// ``takeNode()`` calls it under the pool lock.
   ///
   /// - Precondition: the caller holds the pool lock, or the database was created with
   ///   ``Locking/callerSerialized``.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
-  func popFreeNode() -> UInt64 {
-    let s = state
-    let ref = s.pointee.freeNodes
-    if ref == 0 { return 0 }
-    s.pointee.freeNodes = node(ref)[1]
-    s.pointee.freeNodeCount &-= 1
-    return ref
-  }
+  func popFreeNode() -> UInt64 { PVState.popFreeNode(state, in: memory) }
 
   /// Adds a frame of nodes from the allocator to the pool; returns `false` when the allocator
   /// has none.
@@ -221,10 +213,9 @@ extension PageDatabase {
     poolLock.unlock()
   }
 
+  /// The node at `ref` (physical address | 1, never 0): ``PVNode/pointer(_:in:)``.
   @inlinable @inline(__always)
-  func node(_ ref: UInt64) -> UnsafeMutablePointer<UInt64> {
-    memory.pointer(to: PhysicalAddress(truncating: ref & ~1)).assumingMemoryBound(to: UInt64.self)
-  }
+  func node(_ ref: UInt64) -> UnsafeMutablePointer<UInt64> { PVNode.pointer(ref, in: memory) }
 
   // MARK: pv-list
 
@@ -245,10 +236,7 @@ extension PageDatabase {
   /// - Complexity: O(1).
   @inlinable @inline(__always)
   func insert(_ entry: UInt64, into page: UnsafeMutablePointer<ManagedPage>, node ref: UInt64) {
-    let n = node(ref)
-    n[0] = entry
-    n[1] = page.pointee.firstNode
-    page.pointee.setFirstNode(ref)
+    ManagedPage.insert(entry, into: page, node: node(ref), ref: ref)
   }
 
   /// Records that pmap `slot` maps the managed page `frame` at `linear`, in pool node `ref`

@@ -200,13 +200,28 @@ struct ManagedPage {
 
   @inlinable init() {}
 
-  @inlinable @inline(__always) var firstNode: UInt64 { link & 0x000f_ffff_ffff_ffff }
+  @usableFromInline static var nodeMask: UInt64 { 0x000f_ffff_ffff_ffff }
+
+  @inlinable @inline(__always) var firstNode: UInt64 { link & Self.nodeMask }
   @inlinable @inline(__always) mutating func setFirstNode(_ node: UInt64) {
-    link = (link & ~0x000f_ffff_ffff_ffff) | node
+    link = (link & ~Self.nodeMask) | node
   }
   @inlinable @inline(__always) var attributes: PageAttributes {
     get { PageAttributes(rawValue: UInt8(truncatingIfNeeded: link >> 56)) }
     set { link = (link & 0x00ff_ffff_ffff_ffff) | UInt64(newValue.rawValue) << 56 }
+  }
+
+  /// Records pv entry `entry` as a further mapping of `page`, in the pool node at `n` (whose
+  /// reference is `ref`), linked at the front of the page's nodes (`pmap_enter_pv`).
+  ///
+  /// - Precondition: the caller holds the page's lock; the page has a mapping already.
+  @inlinable @inline(__always)
+  static func insert(
+    _ entry: UInt64, into page: UnsafeMutablePointer<ManagedPage>, node n: UnsafeMutablePointer<UInt64>, ref: UInt64
+  ) {
+    n[0] = entry
+    n[1] = page.pointee.firstNode
+    page.pointee.setFirstNode(ref)
   }
 }
 
@@ -230,6 +245,14 @@ public enum PVNode {
   public static var size: Int { 16 }
   /// Nodes carved from one 4 KiB frame (the last 8 bytes link the pool's frames).
   @inlinable static var perFrame: Int { 255 }
+
+  /// The node at `ref` (physical address | 1, never 0) through `memory`'s direct map.
+  /// Subtracting the tag, rather than masking it, folds into the address arithmetic of the
+  /// loads and stores that follow.
+  @inlinable @inline(__always)
+  static func pointer(_ ref: UInt64, in memory: PhysicalMemory) -> UnsafeMutablePointer<UInt64> {
+    (memory.directMapBase + (Int(truncatingIfNeeded: ref) &- 1)).assumingMemoryBound(to: UInt64.self)
+  }
 }
 
 /// The page stripes' layout.
@@ -251,6 +274,23 @@ struct PVState {
   @usableFromInline var registeredCount = 0
   @usableFromInline var freeSlotHint = 0
   @inlinable init() {}
+
+  /// Takes the first free node of the pool whose state is at `s`, without the pool lock and
+  /// without growing the pool: 0, having changed nothing, when the pool is empty.
+  /// ``PageDatabase/takeNode()`` calls it under the pool lock; `enter`, in a page database that
+  /// takes no locks, calls it inline (no call, no lock) through the pointers its pmap keeps.
+  ///
+  /// - Precondition: the caller holds the pool lock, or the database was created with
+  ///   ``Locking/callerSerialized``; `memory` is the database's direct map.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  static func popFreeNode(_ s: UnsafeMutablePointer<PVState>, in memory: PhysicalMemory) -> UInt64 {
+    let ref = s.pointee.freeNodes
+    if ref == 0 { return 0 }
+    s.pointee.freeNodes = PVNode.pointer(ref, in: memory)[1]
+    s.pointee.freeNodeCount &-= 1
+    return ref
+  }
 }
 
 /// Pool nodes freed by one page operation, gathered on its stack and returned to the pool

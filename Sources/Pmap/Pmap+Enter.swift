@@ -63,20 +63,22 @@ extension Pmap {
     let rights = Int(protection.rawValue & 7)
     let accessRights = Int(access.rawValue & 7)
     // A destroyed pmap has no valid rights left (`destroy()` clears them): no separate check.
+    // A managed frame lies below the physical-address limit (checked when the pmap was
+    // created); an address in a shared kernel half has no page table here (`pageTable(for:)`).
+    let managed = isManaged(pa)
     guard (va.rawValue | pa.rawValue) & PageSize.size4K.offsetMask == 0,
-      pa.rawValue &+ PageSize.size4K.bytes <= memory.physicalAddressLimit,
+      managed || pa.rawValue &+ PageSize.size4K.bytes <= memory.physicalAddressLimit,
       s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0,
-      !isInSharedKernelHalf(slot: va.index(at: .pml4).value)
+      let leafTable = pageTable(for: va)
     else { return false }
-    guard let leafTable = pageTable(for: va) else { return false }
     let p = memory.entry(in: leafTable, at: va.index(at: .pageTable).value)
     guard !Ops.isPresent(p.load()) else { return false }
     var new =
-      s.pointee.leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | s.pointee.leafTemplates[48 &+ accessRights]
+      leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | Self.seededAccessBits(access)
       | pa.rawValue
     let wired = options.contains(.wired)
     if wired { new |= Ops.wiredBit }
-    if isManaged(pa) {
+    if managed {
       if !installManagedLeaf(p, new | Ops.managedBit, frame: pa, linear: va.linear) { return false }
     } else {
       p.store(new)
@@ -92,43 +94,59 @@ extension Pmap {
   /// range) goes through here. Returns `false`, having changed nothing, when the entry needs a
   /// pool node and none can be had; the caller reports ``EnterError/outOfPVEntries``.
   ///
+  /// The page and the pool are reached through the pointers ``PmapState`` keeps, and the
+  /// locking mode is the pmap's own (the page database's is the same, checked at creation):
+  /// nothing is loaded from the ``PageDatabase`` object unless the page is locked.
+  ///
   /// - Precondition: the pmap's lock is held; `frame` is managed; `p` is not present.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
   func installManagedLeaf(_ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64) -> Bool {
-    // `pages` is read through `self` each time: a local copy of the reference would be retained.
-    let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
+    let s = state
+    let page =
+      s.pointee.managedPages.unsafelyUnwrapped
+      + Int(truncatingIfNeeded: (frame.rawValue &- s.pointee.managedBase) >> 12)
+    let entry = PVEntry.make(slot: s.pointee.pvSlot, linear: linear)
     // The body twice, with and without the lock: the unlocked loop of a caller that maps page
-    // after page then keeps no lock address and no second test of the mode. (The page
-    // database's pool locks exactly when its page locks do.)
-    if pageLock.isElided { return installManagedLeafLocked(p, new, frame: frame, linear: linear, poolLocks: false) }
+    // after page then keeps no lock address and no second test of the mode.
+    if locking == .callerSerialized {
+      return installManagedLeafLocked(p, new, entry: entry, page: page, poolLocks: false)
+    }
+    // `pages` is read through `self`: a local copy of the reference would be retained.
+    let pageLock = self.pages.unsafelyUnwrapped.pageLock(frame)
     pageLock.lock()
     defer { pageLock.unlock() }
-    return installManagedLeafLocked(p, new, frame: frame, linear: linear, poolLocks: true)
+    return installManagedLeafLocked(p, new, entry: entry, page: page, poolLocks: true)
   }
 
-  /// ``installManagedLeaf(_:_:frame:linear:)`` with the page's lock held; `poolLocks` is a
-  /// constant where this is inlined: whether the page database's pool takes its lock.
+  /// The A/D bits `enter` seeds for the access that caused the fault (NetBSD's `pmap_enter`):
+  /// A for any access, D for a write. Computed, not looked up: with `access` known at the call
+  /// site, a constant.
+  @inlinable @inline(__always)
+  static func seededAccessBits(_ access: Protection) -> UInt64 {
+    (access.rawValue & 7 != 0 ? Ops.accessedBit : 0) | (access.contains(.write) ? Ops.dirtyBit : 0)
+  }
+
+  /// ``installManagedLeaf(_:_:frame:linear:)`` with the page's lock held: pv entry `entry` of
+  /// `page`. `poolLocks` is a constant where this is inlined: whether the pool takes its lock.
   @inlinable @inline(__always)
   func installManagedLeafLocked(
-    _ p: EntryPointer, _ new: UInt64, frame: PhysicalAddress, linear: UInt64, poolLocks: Bool
+    _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>, poolLocks: Bool
   ) -> Bool {
-    let page = self.pages.unsafelyUnwrapped.page(frame)
-    let entry = PVEntry.make(slot: pvSlot, linear: linear)
     if page.pointee.head != 0 {
       return poolLocks
         ? installManagedLeafTakingNode(p, new, entry: entry, page: page)
         : installManagedLeafWithUnlockedNode(p, new, entry: entry, page: page)
     }
     p.store(new)
-    self.pages.unsafelyUnwrapped.insertFirst(entry, into: page)
+    page.pointee.head = entry
     return true
   }
 
   /// ``installManagedLeaf(_:_:frame:linear:)`` for a page that is mapped already, in a page
   /// database that takes no locks: pv entry `entry` takes a node from the pool, inline when the
-  /// pool has one (``PageDatabase/popFreeNode()``: no call, no lock); the pool's growth is
-  /// a call to ``installManagedLeafTakingNode(_:_:entry:page:)``.
+  /// pool has one (``PVState/popFreeNode(_:in:)``: no call, no lock); the pool's growth is a
+  /// call to ``installManagedLeafTakingNode(_:_:entry:page:)``.
   ///
   /// Inline since the page-table hint (``pageTable(for:)``) left the quick path registers to
   /// spare: map+pv into 8 spaces 45.5 -> 40.3 ns, single maps unchanged. (Before the hint,
@@ -140,10 +158,12 @@ extension Pmap {
   func installManagedLeafWithUnlockedNode(
     _ p: EntryPointer, _ new: UInt64, entry: UInt64, page: UnsafeMutablePointer<ManagedPage>
   ) -> Bool {
-    let ref = Unmanaged.passUnretained(pages.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.popFreeNode() }
+    // A local copy: read again after the stores below, a stored property would be reloaded.
+    let memory = self.memory
+    let ref = PVState.popFreeNode(state.pointee.pvPool.unsafelyUnwrapped, in: memory)
     if ref == 0 { return installManagedLeafTakingNode(p, new, entry: entry, page: page) }
     p.store(new)
-    self.pages.unsafelyUnwrapped.insert(entry, into: page, node: ref)
+    ManagedPage.insert(entry, into: page, node: PVNode.pointer(ref, in: memory), ref: ref)
     return true
   }
 
@@ -226,13 +246,13 @@ extension Pmap {
     let p = memory.entry(in: table, at: va.index(at: leafLevel).value)
     var new: UInt64
     if size == .size4K {
-      new = s.pointee.leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | pa.rawValue
+      new = leafTemplates[rights &* 6 &+ Int(cacheMode.rawValue)] | pa.rawValue
     } else {
       new = Ops.leafEntry(
         for: pa, protection: protection.union(.read), cacheMode: cacheMode, at: leafLevel, kind: kind)
       if !hardwareManagesAccessedDirty { new |= Ops.accessedBit | Ops.dirtyBit }
     }
-    new |= s.pointee.leafTemplates[48 &+ accessRights]
+    new |= Self.seededAccessBits(access)
     if options.contains(.wired) { new |= Ops.wiredBit }
     if managed { new |= Ops.managedBit }
     let pageCount = size.basePageCount

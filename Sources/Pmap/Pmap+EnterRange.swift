@@ -54,7 +54,7 @@ extension Pmap {
 
     var job = RangeEnterJob(
       delta: pa.rawValue &- range.linearStart,
-      template: state.pointee.leafTemplates[Int(rights.rawValue) &* 6 &+ Int(cacheMode.rawValue)],
+      template: leafTemplates[Int(rights.rawValue) &* 6 &+ Int(cacheMode.rawValue)],
       protection: rights.union(.read), cacheMode: cacheMode, options: options,
       largestLeafLevel: largestPageSize.leafLevel, position: range.linearStart)
     let lo = range.linearStart

@@ -24,8 +24,8 @@ public struct InvariantViolation: Error, Equatable, Sendable {
     /// or a kernel pmap's preallocated kernel-half slot is not a table entry.
     case sharedEntryMismatch
     /// The page-table hint of the single-page operations (`enter`, `remove` and `protect` of
-    /// one page) names a table that is not the page table linked for its 2 MiB region (`table`
-    /// is the hinted one).
+    /// one page) names a table that is not the page table linked for its 2 MiB region, or a
+    /// region of a kernel half the pmap shares (`table` is the hinted one).
     case staleTableHint
   }
   /// What is wrong.
@@ -78,7 +78,8 @@ extension Pmap {
       return InvariantViolation(.pageTablePageCountMismatch(expected: tables, found: s.pageTablePageCount), table: root)
     }
     if s.pageTableHintRegion != .max
-      && pageTablePath(VirtualAddress(truncating: s.pageTableHintRegion << 21))?.pageTable.rawValue != s.pageTableHint
+      && (pageTablePath(VirtualAddress(truncating: s.pageTableHintRegion << 21))?.pageTable.rawValue
+        != s.pageTableHint || isInSharedKernelHalf(slot: Int(truncatingIfNeeded: s.pageTableHintRegion >> 18)))
     {
       return InvariantViolation(.staleTableHint, table: PhysicalAddress(unchecked: s.pageTableHint))
     }

@@ -113,7 +113,9 @@ extension Pmap {
   /// The hint always names a linked page table: it is set only here, under the pmap's lock,
   /// and ``retireTable(_:linear:)`` drops it whenever any page-table page of the pmap is
   /// unlinked (every unlink goes through there). A pmap entering page after page thus walks
-  /// once per 512 pages; with several pmaps entered in turn, each keeps its own.
+  /// once per 512 pages; with several pmaps entered in turn, each keeps its own. An address in
+  /// a kernel half this pmap shares has no page table of its own here (`nil`), so the hint never
+  /// names one.
   ///
   /// - Precondition: the pmap's lock is held.
   /// - Complexity: O(1): a comparison, or three loads.
@@ -122,6 +124,9 @@ extension Pmap {
     let s = state
     let region = va.linear >> 21
     if s.pointee.pageTableHintRegion == region { return PhysicalAddress(unchecked: s.pointee.pageTableHint) }
+    // The tables of a shared kernel half are the kernel pmap's: never this pmap's hint, so that
+    // a hit alone tells `enter`'s quick path that `va` is outside the shared half.
+    if isInSharedKernelHalf(slot: va.index(at: .pml4).value) { return nil }
     guard let path = pageTablePath(va) else { return nil }
     s.pointee.pageTableHintRegion = region
     s.pointee.pageTableHint = path.pageTable.rawValue

@@ -69,6 +69,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   public let pages: PageDatabase?
   /// This pmap's slot in ``pages``' registry.
   @inlinable var pvSlot: Int { state.pointee.pvSlot }
+  /// The leaf templates `enter` starts from (``PmapState/leafTemplates(of:)``).
+  @inlinable var leafTemplates: UnsafeMutablePointer<UInt64> { PmapState.leafTemplates(of: state) }
   /// The PML4 slots of the shared kernel half (see <doc:Architecture#A-shared-kernel-half>): for
   /// a kernel pmap created with `kernelHalfSlots:`, the slots whose PDPT pages it allocated at
   /// creation and keeps until ``destroy()``; for a pmap created `sharingKernelHalfWith:`, the
@@ -108,7 +110,8 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   /// - Throws: ``PmapCreationError/outOfPageTableMemory`` when the allocator has no frame; the
   ///   frames already obtained are given back.
   /// - Precondition: the allocator's frames lie inside `memory`; `pages`, if given, uses the same
-  ///   direct map and has a free registry slot (``PageDatabase/pmapCapacity``). With
+  ///   direct map, manages frames below `memory`'s ``PhysicalMemory/physicalAddressLimit`` and
+  ///   has a free registry slot (``PageDatabase/pmapCapacity``). With
   ///   `kernelHalfSlots` or `kernel`: a format with a kernel half (``PTEOps/hasKernelHalf``:
   ///   native, not EPT); `kernelHalfSlots` lies in ``upperHalfSlots`` and `kind` is
   ///   ``AddressSpaceKind/kernel``; `kernel` is a live ``AddressSpaceKind/kernel`` pmap over the
@@ -190,8 +193,11 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     self.pages = pages
     if let pages {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
+      precondition(pages.end <= memory.physicalAddressLimit, "Pmap: managed pages beyond the physical-address limit")
       state.pointee.managedBase = pages.base.rawValue
       state.pointee.managedEnd = pages.end
+      state.pointee.managedPages = pages.pages
+      state.pointee.pvPool = pages.state
       state.pointee.pvSlot = pages.register(
         Ops.makePVOwner(for: self), lock: lock,
         format: PVFormat(Ops.self, hardwareAD: hardwareManagesAccessedDirty))
@@ -323,16 +329,16 @@ struct PmapState {
   @usableFromInline var managedBase: UInt64 = 0
   @usableFromInline var managedEnd: UInt64 = 0
   @usableFromInline var pvSlot = -1
+  /// The PageDatabase's page metadata and pool state (nil without one), kept here so that
+  /// `enter` reaches a page and the pool without loading them from the database object.
+  @usableFromInline var managedPages: UnsafeMutablePointer<ManagedPage>? = nil
+  @usableFromInline var pvPool: UnsafeMutablePointer<PVState>? = nil
   /// The PML4 slots shared from a kernel pmap (`sharedSlotStart ..< + sharedSlotCount`), which
   /// operations refuse; count 0 when the pmap shares nothing.
   @usableFromInline var sharedSlotStart = 0
   @usableFromInline var sharedSlotCount = 0
   /// For a kernel pmap owning a kernel half: the live pmaps sharing it (under its lock).
   @usableFromInline var sharerCount = 0
-  /// `Ops.leafEntry` of a 4 KiB leaf for every protection (0-7) x cache mode (6), computed at
-  /// creation (with A and D for a pmap without hardware A/D), then the A/D bits to seed for each
-  /// access (8): `enter` ORs a template with the frame instead of re-encoding every call.
-  @usableFromInline var leafTemplates: UnsafeMutablePointer<UInt64>
   /// Bit `protection.rawValue | access.rawValue << 3` is set when that pair is acceptable to
   /// `enter`: protection not empty, write only with read, access within the rights. All clear
   /// once the pmap is destroyed.
@@ -343,15 +349,35 @@ struct PmapState {
   /// A page table linked in this pmap: the last one ``Pmap/pageTable(for:)`` found.
   @usableFromInline var pageTableHint: UInt64 = 0
 
+  /// Where the leaf templates start: right after the state, in the same allocation, so that
+  /// `enter` finds them at a constant offset from ``Pmap/state`` rather than through a pointer.
+  @inlinable static var templatesOffset: Int {
+    (MemoryLayout<PmapState>.stride + 63) & ~63
+  }
+
+  /// The templates of the state at `p`: `Ops.leafEntry` of a 4 KiB leaf for every protection
+  /// (0-7) x cache mode (6), computed at creation (with A and D for a pmap without hardware
+  /// A/D): `enter` ORs a template with the frame and the seeded A/D bits
+  /// (``Pmap/seededAccessBits(_:)``) instead of re-encoding every call.
+  @inlinable @inline(__always)
+  static func leafTemplates(of p: UnsafeMutablePointer<PmapState>) -> UnsafeMutablePointer<UInt64> {
+    (UnsafeMutableRawPointer(p) + templatesOffset).assumingMemoryBound(to: UInt64.self)
+  }
+
+  /// Templates after the state: 8 protections x 6 cache modes.
+  static var templateCount: Int { 8 * 6 }
+
   static func make<Ops: PTEOps>(_: Ops.Type, kind: AddressSpaceKind, hardwareAD: Bool) -> UnsafeMutablePointer<
     PmapState
   > {
-    let p = UnsafeMutablePointer<PmapState>.allocate(capacity: 1)
+    let raw = UnsafeMutableRawPointer.allocate(
+      byteCount: templatesOffset + templateCount * MemoryLayout<UInt64>.stride, alignment: 64)
+    let p = raw.bindMemory(to: PmapState.self, capacity: 1)
     p.initialize(
       to: PmapState(
         pendingPages: .allocate(capacity: InvalidationBatch.capacity),
-        retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity),
-        leafTemplates: .allocate(capacity: 8 * 6 + 8)))
+        retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity)))
+    let templates = (raw + templatesOffset).bindMemory(to: UInt64.self, capacity: templateCount)
     let always: UInt64 = hardwareAD ? 0 : Ops.accessedBit | Ops.dirtyBit
     for raw in 0..<8 {
       let protection = Protection(rawValue: UInt8(raw))
@@ -362,12 +388,8 @@ struct PmapState {
           : Ops.leafEntry(
             for: PhysicalAddress(truncating: 0), protection: protection.union(.read), cacheMode: mode,
             at: .pageTable, kind: kind)
-        p.pointee.leafTemplates[raw * 6 + Int(mode.rawValue)] = template | always
+        templates[raw * 6 + Int(mode.rawValue)] = template | always
       }
-      // Seeded A/D for access `raw`: A for any access, D for a write (NetBSD's pmap_enter).
-      let access = Protection(rawValue: UInt8(raw))
-      p.pointee.leafTemplates[48 + raw] =
-        (access.isEmpty ? 0 : Ops.accessedBit) | (access.contains(.write) ? Ops.dirtyBit : 0)
       for accessRaw in 0..<8 {
         let access = Protection(rawValue: UInt8(accessRaw))
         if !protection.isEmpty && protection.isEncodable && protection.union(.read).isSuperset(of: access) {
@@ -381,9 +403,8 @@ struct PmapState {
   static func free(_ p: UnsafeMutablePointer<PmapState>) {
     p.pointee.pendingPages.deallocate()
     p.pointee.retiredTables.deallocate()
-    p.pointee.leafTemplates.deallocate()
     p.deinitialize(count: 1)
-    p.deallocate()
+    UnsafeMutableRawPointer(p).deallocate()
   }
 }
 

@@ -125,6 +125,14 @@ struct KernelHalfTests {
       #expect(throws: EnterError.addressInSharedKernelHalf) {
         try user.enter(va, machine.dataFrame(0), protection: .read)
       }
+      // An empty leaf in a page table the kernel linked, reachable by a walk from the sharer's
+      // root: enter's quick path must refuse it too, whatever page table it used last.
+      try user.enter(address(pml4: 0, pt: 1), machine.dataFrame(3), protection: .read)
+      #expect(throws: EnterError.addressInSharedKernelHalf) {
+        try user.enter(upper(slot: 300, 4096), machine.dataFrame(3), protection: .read)
+      }
+      #expect(user.checkInvariants() == nil)
+      try user.remove(VirtualRange(page: address(pml4: 0, pt: 1)))
       #expect(throws: EnterError.addressInSharedKernelHalf) {
         try user.enter(upper(slot: 256), PhysicalAddress(0), protection: .read, size: .size1G)
       }
