@@ -29,8 +29,9 @@ extension Pmap {
     _ va: VirtualAddress, _ pa: PhysicalAddress, protection: Protection, access: Protection = [],
     options: EnterOptions = [], cacheMode: CacheMode = .writeBack, size: PageSize = .size4K
   ) throws(EnterError) {
+    let lock = self.lock
     lock.lock()
-    defer { lock.unlock() }
+    defer { lock.unlockStoringAlways() }
     if size == .size4K {
       if enterPageQuickly(va, pa, protection: protection, access: access, options: options, cacheMode: cacheMode) {
         return

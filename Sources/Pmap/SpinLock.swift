@@ -55,6 +55,17 @@ public struct SpinLock: @unchecked Sendable {
     word.pointee.store(0, ordering: .releasing)
   }
 
+  /// Releases the lock with the store whether or not it is elided: an elided lock's word is
+  /// never set, so the store writes the 0 it holds. After the critical section only the
+  /// word's address is then needed, not the mode: the lock of `enter`, whose inlined body
+  /// leaves a caller's loop few registers.
+  ///
+  /// - Precondition: the caller holds the lock, or the lock is elided.
+  @inlinable @inline(__always)
+  public func unlockStoringAlways() {
+    word.pointee.store(0, ordering: .releasing)
+  }
+
   /// Whether some thread holds the lock (a snapshot, for assertions).
   @inlinable
   public var isLocked: Bool { word.pointee.load(ordering: .relaxed) != 0 }

@@ -27,6 +27,19 @@ struct LockingTests {
     #expect(!elided.isLocked, "an elided lock never touches its word")
     #expect(elided.tryLock())
     elided.unlock()
+
+    // The release that stores whatever the mode: it frees a held lock, and leaves an elided
+    // lock's word at 0 (which `lock()` never set).
+    lock.lock()
+    lock.unlockStoringAlways()
+    #expect(!lock.isLocked)
+    #expect(lock.tryLock())
+    lock.unlockStoringAlways()
+    elided.lock()
+    elided.unlockStoringAlways()
+    #expect(!elided.isLocked)
+    #expect(lock.tryLock(), "the word an elided lock released is still free")
+    lock.unlock()
   }
 
   /// Runs the same script on pmaps of both formats over a page database in `locking` mode;
