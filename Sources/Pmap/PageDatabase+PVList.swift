@@ -90,18 +90,25 @@ extension PageDatabase {
   /// before it entered that mapping under the same lock, so its registration is visible.
   ///
   /// - Precondition: the caller holds the lock of the page whose mappings made the requests.
-  @inlinable
+  @inlinable @inline(__always)
   func reportPending(_ pending: inout PendingRequests) {
-    var n = pending.count
-    let requests = pending.requests
-    let owners = pending.slots
     if sinkCount.pointee.load(ordering: .relaxed) == 1 {
-      slots[owners[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
-        $0.pvInvalidate(UnsafeBufferPointer(start: requests, count: n))
+      slots[pending.slots[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
+        $0.pvInvalidate(UnsafeBufferPointer(start: pending.requests, count: pending.count))
       }
       pending.count = 0
       return
     }
+    reportPendingToSeveralSinks(&pending)
+  }
+
+  /// ``reportPending(_:)`` when the registered pmaps report to more than one sink: one call
+  /// per distinct sink, out of line.
+  @inlinable @inline(never)
+  func reportPendingToSeveralSinks(_ pending: inout PendingRequests) {
+    var n = pending.count
+    let requests = pending.requests
+    let owners = pending.slots
     while n > 0 {
       // Several sinks: move the requests for the first one's sink to the front, report them,
       // drop them.
