@@ -187,7 +187,6 @@ extension PageDatabase {
     }
     p.storeBytes(of: s.pointee.poolFrames, toByteOffset: 4080, as: UInt64.self)
     s.pointee.freeNodes = next
-    s.pointee.freeNodeCount += PVNode.perFrame
     s.pointee.poolFrames = frame.rawValue
     s.pointee.poolFrameCount += 1
     return true
@@ -204,7 +203,6 @@ extension PageDatabase {
     poolLock.lock()
     node(chain.tail)[1] = state.pointee.freeNodes
     state.pointee.freeNodes = chain.head
-    state.pointee.freeNodeCount &+= chain.count
     poolLock.unlock()
   }
 
@@ -216,7 +214,6 @@ extension PageDatabase {
     poolLock.lock()
     node(ref)[1] = state.pointee.freeNodes
     state.pointee.freeNodes = ref
-    state.pointee.freeNodeCount &+= 1
     poolLock.unlock()
   }
 

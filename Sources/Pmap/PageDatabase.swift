@@ -137,9 +137,10 @@ public final class PageDatabase: @unchecked Sendable {
 
   /// Statistics of the pv machinery: the mappings counted on the pages' lists (each stripe
   /// under its lock), the nodes in use counted from the pool (under its lock). A snapshot while
-  /// operations run. Nothing on the hot paths keeps a counter for it.
+  /// operations run. Nothing on the hot paths keeps a counter for it: the free nodes are
+  /// counted by walking the pool's free list.
   ///
-  /// - Complexity: O(managed pages).
+  /// - Complexity: O(managed pages + free pool nodes).
   public var statistics: PVStatistics {
     var pagesMapped = 0
     for i in 0..<PageStripes.count {
@@ -157,8 +158,14 @@ public final class PageDatabase: @unchecked Sendable {
     }
     poolLock.lock()
     let s = state.pointee
+    var free = 0
+    var ref = s.freeNodes
+    while ref != 0 {
+      free &+= 1
+      ref = node(ref)[1]
+    }
     poolLock.unlock()
-    let nodes = s.poolFrameCount * PVNode.perFrame - s.freeNodeCount
+    let nodes = s.poolFrameCount * PVNode.perFrame - free
     return PVStatistics(
       mappings: pagesMapped + nodes, overflowNodesInUse: nodes, poolFrames: s.poolFrameCount,
       registeredPmaps: s.registeredCount)
@@ -268,7 +275,6 @@ enum PageStripes {
 @usableFromInline
 struct PVState {
   @usableFromInline var freeNodes: UInt64 = 0  // physical address | 1 of the first free node
-  @usableFromInline var freeNodeCount = 0
   @usableFromInline var poolFrames: UInt64 = 0  // physical address of the last pool frame, linked
   @usableFromInline var poolFrameCount = 0
   @usableFromInline var registeredCount = 0
@@ -288,7 +294,6 @@ struct PVState {
     let ref = s.pointee.freeNodes
     if ref == 0 { return 0 }
     s.pointee.freeNodes = PVNode.pointer(ref, in: memory)[1]
-    s.pointee.freeNodeCount &-= 1
     return ref
   }
 }
