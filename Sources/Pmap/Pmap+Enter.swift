@@ -63,13 +63,13 @@ extension Pmap {
     let s = state
     let rights = Int(protection.rawValue & 7)
     let accessRights = Int(access.rawValue & 7)
-    // A destroyed pmap has no valid rights left (`destroy()` clears them): no separate check.
     // A managed frame lies below the physical-address limit (checked when the pmap was
-    // created); an address in a shared kernel half has no page table here (`pageTable(for:)`).
+    // created); an address in a shared kernel half, and any address of a destroyed pmap, has no
+    // page table here (`pageTable(for:)`).
     let managed = isManaged(pa)
     guard (va.rawValue | pa.rawValue) & PageSize.size4K.offsetMask == 0,
       managed || pa.rawValue &+ PageSize.size4K.bytes <= memory.physicalAddressLimit,
-      s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0,
+      Self.acceptsRights(rights, access: accessRights),
       let leafTable = pageTable(for: va)
     else { return false }
     let p = memory.entry(in: leafTable, at: va.index(at: .pageTable).value)
@@ -118,6 +118,17 @@ extension Pmap {
     pageLock.lock()
     defer { pageLock.unlock() }
     return installManagedLeafLocked(p, new, entry: entry, page: page, poolLocks: true)
+  }
+
+  /// Whether `enter` accepts protection `rights` with faulting access `access` (both raw
+  /// ``Protection`` bits 0-2): rights not empty, no write without read, the access within the
+  /// rights (read always allowed: x86 maps every entry readable). Arithmetic on the bits, no
+  /// table: with the arguments known at the call site, a constant.
+  @inlinable @inline(__always)
+  static func acceptsRights(_ rights: Int, access: Int) -> Bool {
+    let read = Int(Protection.read.rawValue)
+    let write = Int(Protection.write.rawValue)
+    return rights != 0 && (rights & write == 0 || rights & read != 0) && access & ~(rights | read) == 0
   }
 
   /// The A/D bits `enter` seeds for the access that caused the fault (NetBSD's `pmap_enter`):
@@ -218,7 +229,7 @@ extension Pmap {
     let accessRights = Int(access.rawValue & 7)
     guard (va.rawValue | pa.rawValue) & size.offsetMask == 0,
       pa.rawValue &+ size.bytes <= memory.physicalAddressLimit,
-      s.pointee.validRightsAndAccess & (1 << UInt64(rights | accessRights << 3)) != 0
+      Self.acceptsRights(rights, access: accessRights)
     else {
       throw Self.enterArgumentError(va, pa, protection: protection, access: access, size: size, memory: memory)
     }

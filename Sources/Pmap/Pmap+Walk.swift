@@ -115,7 +115,8 @@ extension Pmap {
   /// unlinked (every unlink goes through there). A pmap entering page after page thus walks
   /// once per 512 pages; with several pmaps entered in turn, each keeps its own. An address in
   /// a kernel half this pmap shares has no page table of its own here (`nil`), so the hint never
-  /// names one.
+  /// names one; nor has a destroyed pmap (`destroy()` drops the hint), so `enter`'s quick path
+  /// needs no check of its own for either.
   ///
   /// - Precondition: the pmap's lock is held.
   /// - Complexity: O(1): a comparison, or three loads.
@@ -125,8 +126,9 @@ extension Pmap {
     let region = va.linear >> 21
     if s.pointee.pageTableHintRegion == region { return PhysicalAddress(unchecked: s.pointee.pageTableHint) }
     // The tables of a shared kernel half are the kernel pmap's: never this pmap's hint, so that
-    // a hit alone tells `enter`'s quick path that `va` is outside the shared half.
-    if isInSharedKernelHalf(slot: va.index(at: .pml4).value) { return nil }
+    // a hit alone tells `enter`'s quick path that `va` is outside the shared half. A destroyed
+    // pmap (whose hint `destroy()` dropped) has no tables at all: its root is freed.
+    if isInSharedKernelHalf(slot: va.index(at: .pml4).value) || s.pointee.isDestroyed { return nil }
     guard let path = pageTablePath(va) else { return nil }
     s.pointee.pageTableHintRegion = region
     s.pointee.pageTableHint = path.pageTable.rawValue

@@ -244,8 +244,9 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     }
     flushInvalidations()
     state.pointee.isDestroyed = true
-    // Nothing passes enter's quick check any more: every enter goes to the body, which traps.
-    state.pointee.validRightsAndAccess = 0
+    // No page-table hint: every single-page operation misses it, and the lookup refuses a
+    // destroyed pmap (`pageTable(for:)`), so enter's quick path goes to the body, which traps.
+    state.pointee.pageTableHintRegion = .max
     memory.setWireCount(of: root, to: 0)
     bumpTableGeneration()
     allocator.releaseFrame(root)
@@ -339,10 +340,6 @@ struct PmapState {
   @usableFromInline var sharedSlotCount = 0
   /// For a kernel pmap owning a kernel half: the live pmaps sharing it (under its lock).
   @usableFromInline var sharerCount = 0
-  /// Bit `protection.rawValue | access.rawValue << 3` is set when that pair is acceptable to
-  /// `enter`: protection not empty, write only with read, access within the rights. All clear
-  /// once the pmap is destroyed.
-  @usableFromInline var validRightsAndAccess: UInt64 = 0
   /// The 2 MiB region (`linear >> 21`) whose page table ``pageTableHint`` is, or `UInt64.max`:
   /// see ``Pmap/pageTable(for:)``.
   @usableFromInline var pageTableHintRegion: UInt64 = .max
@@ -389,12 +386,6 @@ struct PmapState {
             for: PhysicalAddress(truncating: 0), protection: protection.union(.read), cacheMode: mode,
             at: .pageTable, kind: kind)
         templates[raw * 6 + Int(mode.rawValue)] = template | always
-      }
-      for accessRaw in 0..<8 {
-        let access = Protection(rawValue: UInt8(accessRaw))
-        if !protection.isEmpty && protection.isEncodable && protection.union(.read).isSuperset(of: access) {
-          p.pointee.validRightsAndAccess |= 1 << UInt64(raw | accessRaw << 3)
-        }
       }
     }
     return p

@@ -96,6 +96,47 @@ struct PreconditionTests {
     }
   }
 
+  @Test("using a pmap after destroy() traps: enter next to what it mapped (its page-table hint's region)")
+  func useAfterDestroyEnterInHintedRegion() async {
+    await #expect(processExitsWith: .failure) {
+      let machine = SimulatedMachine(ramSize: 16 << 20, pageTableFrames: 16)
+      let pmap = try machine.makeNativePmap()
+      try pmap.enter(VirtualAddress(0x1000), machine.dataFrame(0), protection: .read)
+      try pmap.enter(VirtualAddress(0x2000), machine.dataFrame(1), protection: .read)
+      pmap.destroy()
+      try? pmap.enter(VirtualAddress(0x3000), machine.dataFrame(2), protection: .read)
+    }
+  }
+
+  @Test("a pmap over a page database that manages frames beyond MAXPHYADDR traps")
+  func pageDatabaseBeyondPhysicalAddressLimit() async {
+    await #expect(processExitsWith: .failure) {
+      let ram = SimulatedRAM(size: 8 << 20, physicalAddressBits: 36)
+      let allocator = StackFrameAllocator(
+        memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(1 << 20))
+      // The last 16 frames below 2^36, and one more.
+      let pages = PageDatabase(
+        memory: ram.memory, base: PhysicalAddress((1 << 36) - (16 << 12)), pageCount: 17, allocator: allocator)
+      let pmap = try NativePmap(
+        memory: ram.memory, allocator: allocator, invalidation: CountingInvalidationSink(), pages: pages)
+      withExtendedLifetime(pmap) {}
+    }
+  }
+
+  @Test("a pmap over a page database that ends at MAXPHYADDR does not trap")
+  func pageDatabaseUpToPhysicalAddressLimit() async {
+    await #expect(processExitsWith: .success) {
+      let ram = SimulatedRAM(size: 8 << 20, physicalAddressBits: 36)
+      let allocator = StackFrameAllocator(
+        memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(1 << 20))
+      let pages = PageDatabase(
+        memory: ram.memory, base: PhysicalAddress((1 << 36) - (16 << 12)), pageCount: 16, allocator: allocator)
+      let pmap = try NativePmap(
+        memory: ram.memory, allocator: allocator, invalidation: CountingInvalidationSink(), pages: pages)
+      pmap.destroy()
+    }
+  }
+
   @Test("using a pmap after destroy() traps: destroy again")
   func destroyTwice() async {
     await #expect(processExitsWith: .failure) {
