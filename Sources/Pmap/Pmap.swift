@@ -367,14 +367,14 @@ struct PmapState {
   static func make<Ops: PTEOps>(_: Ops.Type, kind: AddressSpaceKind, hardwareAD: Bool) -> UnsafeMutablePointer<
     PmapState
   > {
-    let raw = UnsafeMutableRawPointer.allocate(
+    let storage = UnsafeMutableRawPointer.allocate(
       byteCount: templatesOffset + templateCount * MemoryLayout<UInt64>.stride, alignment: 64)
-    let p = raw.bindMemory(to: PmapState.self, capacity: 1)
+    let p = storage.bindMemory(to: PmapState.self, capacity: 1)
     p.initialize(
       to: PmapState(
         pendingPages: .allocate(capacity: InvalidationBatch.capacity),
         retiredTables: .allocate(capacity: InvalidationBatch.retiredCapacity)))
-    let templates = (raw + templatesOffset).bindMemory(to: UInt64.self, capacity: templateCount)
+    let templates = (storage + templatesOffset).bindMemory(to: UInt64.self, capacity: templateCount)
     let always: UInt64 = hardwareAD ? 0 : Ops.accessedBit | Ops.dirtyBit
     for raw in 0..<8 {
       let protection = Protection(rawValue: UInt8(raw))
