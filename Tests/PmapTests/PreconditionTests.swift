@@ -110,31 +110,13 @@ struct PreconditionTests {
 
   @Test("a pmap over a page database that manages frames beyond MAXPHYADDR traps")
   func pageDatabaseBeyondPhysicalAddressLimit() async {
-    await #expect(processExitsWith: .failure) {
-      let ram = SimulatedRAM(size: 8 << 20, physicalAddressBits: 36)
-      let allocator = StackFrameAllocator(
-        memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(1 << 20))
-      // The last 16 frames below 2^36, and one more.
-      let pages = PageDatabase(
-        memory: ram.memory, base: PhysicalAddress((1 << 36) - (16 << 12)), pageCount: 17, allocator: allocator)
-      let pmap = try NativePmap(
-        memory: ram.memory, allocator: allocator, invalidation: CountingInvalidationSink(), pages: pages)
-      withExtendedLifetime(pmap) {}
-    }
+    // The last 16 frames below 2^36, and one more.
+    await #expect(processExitsWith: .failure) { makePmapOverFramesBelowMAXPHYADDR(16, extra: 1) }
   }
 
   @Test("a pmap over a page database that ends at MAXPHYADDR does not trap")
   func pageDatabaseUpToPhysicalAddressLimit() async {
-    await #expect(processExitsWith: .success) {
-      let ram = SimulatedRAM(size: 8 << 20, physicalAddressBits: 36)
-      let allocator = StackFrameAllocator(
-        memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(1 << 20))
-      let pages = PageDatabase(
-        memory: ram.memory, base: PhysicalAddress((1 << 36) - (16 << 12)), pageCount: 16, allocator: allocator)
-      let pmap = try NativePmap(
-        memory: ram.memory, allocator: allocator, invalidation: CountingInvalidationSink(), pages: pages)
-      pmap.destroy()
-    }
+    await #expect(processExitsWith: .success) { makePmapOverFramesBelowMAXPHYADDR(16, extra: 0) }
   }
 
   @Test("using a pmap after destroy() traps: destroy again")
@@ -210,4 +192,20 @@ struct PreconditionTests {
       _ = PhysicalMemory(directMapBase: base, size: 4095, wireCountStorage: counters)
     }
   }
+}
+
+/// Creates (and destroys) a native pmap over a page database of the last `count` frames below
+/// 2^36, plus `extra` frames beyond, on a machine whose MAXPHYADDR is 36: for the exit tests of
+/// the managed-range precondition.
+func makePmapOverFramesBelowMAXPHYADDR(_ count: Int, extra: Int) {
+  let ram = SimulatedRAM(size: 8 << 20, physicalAddressBits: 36)
+  let allocator = StackFrameAllocator(memory: ram.memory, frames: PhysicalAddress(4096), to: PhysicalAddress(1 << 20))
+  let pages = PageDatabase(
+    memory: ram.memory, base: PhysicalAddress((1 << 36) - (UInt64(count) << 12)), pageCount: count + extra,
+    allocator: allocator)
+  // `try!`: creation itself must not fail here (it would pass the trapping test for a wrong
+  // reason, and fail the other).
+  let pmap = try! NativePmap(
+    memory: ram.memory, allocator: allocator, invalidation: CountingInvalidationSink(), pages: pages)
+  pmap.destroy()
 }
