@@ -226,9 +226,12 @@ struct ManagedPage {
   static func insert(
     _ entry: UInt64, into page: UnsafeMutablePointer<ManagedPage>, node n: UnsafeMutablePointer<UInt64>, ref: UInt64
   ) {
+    // The link read once: after the stores to the node, which may alias it as far as the
+    // compiler knows, it would be read again.
+    let link = page.pointee.link
     n[0] = entry
-    n[1] = page.pointee.firstNode
-    page.pointee.setFirstNode(ref)
+    n[1] = link & nodeMask
+    page.pointee.link = (link & ~nodeMask) | ref
   }
 }
 

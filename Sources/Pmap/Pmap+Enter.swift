@@ -110,7 +110,7 @@ extension Pmap {
     let entry = PVEntry.make(slot: s.pointee.pvSlot, linear: linear)
     // The body twice, with and without the lock: the unlocked loop of a caller that maps page
     // after page then keeps no lock address and no second test of the mode.
-    if locking == .callerSerialized {
+    if lock.isElided {
       return installManagedLeafLocked(p, new, entry: entry, page: page, poolLocks: false)
     }
     // `pages` is read through `self`: a local copy of the reference would be retained.

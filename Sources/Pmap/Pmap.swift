@@ -56,8 +56,17 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   @usableFromInline let lockLine: LockLines
   /// Whether this pmap takes its locks (``Locking/spinLocks``) or its caller serialises.
   public let locking: Locking
+  /// The pmap's lock word: the first word of ``lockLine``, or with ``Locking/callerSerialized``
+  /// the word 8 bytes further, which is never set. The address alone gives the mode, so that
+  /// one load gives ``lock`` whole, and an unconditional release store to it
+  /// (``SpinLock/unlockStoringAlways()``) needs no mask.
+  @usableFromInline let lockWord: UnsafeMutableRawPointer
   /// The pmap's lock (a no-op when the caller serialises).
-  @inlinable var lock: SpinLock { lockLine.lock(0, elided: locking == .callerSerialized) }
+  @inlinable var lock: SpinLock {
+    SpinLock(word: lockWord, elided: UInt(bitPattern: lockWord) & Self.elidedLockOffset != 0)
+  }
+  /// Where an elided pmap's lock word lies in its ``lockLine``: a 64-byte aligned line.
+  @inlinable static var elidedLockOffset: UInt { 8 }
   /// The table generation: bumped before page-table pages go back to the allocator, so that a
   /// lock-free walk (``extract(_:)``, ``translation(of:)``) that may have read a freed table
   /// knows to start over. Alone on the second lock line: writers touch it only when they free
@@ -190,6 +199,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       state.pointee.sharedSlotCount = self.kernelHalfSlots.count
     }
     self.lockLine = LockLines(count: 2)
+    self.lockWord = lockLine.base + (locking == .callerSerialized ? Int(Self.elidedLockOffset) : 0)
     self.pages = pages
     if let pages {
       precondition(pages.memory.directMapBase == memory.directMapBase, "Pmap: PageDatabase over another direct map")
