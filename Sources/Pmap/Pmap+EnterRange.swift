@@ -59,6 +59,8 @@ extension Pmap {
       largestLeafLevel: largestPageSize.leafLevel, position: range.linearStart)
     let lo = range.linearStart
     let hi = range.linearEnd
+    // The leaves entered are counted in the resident count, which must then count them all.
+    dropPageTableHint()
     do {
       try fillRange(root, .root, base: 0, lo: lo, hi: hi, &job)
     } catch {

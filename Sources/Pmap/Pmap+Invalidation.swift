@@ -56,9 +56,10 @@ extension Pmap {
   @inlinable
   func retireTable(_ table: PhysicalAddress, linear: UInt64) {
     queueInvalidation(linear: linear)
+    // Before the wire count goes: the hinted table may be this one.
+    dropPageTableHint()
     memory.setWireCount(of: table, to: 0)
     let s = state
-    s.pointee.pageTableHintRegion = .max
     s.pointee.pageTablePageCount &-= 1
     if s.pointee.retiredCount == InvalidationBatch.retiredCapacity { flushInvalidations() }
     s.pointee.retiredTables[s.pointee.retiredCount] = table

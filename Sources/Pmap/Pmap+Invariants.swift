@@ -68,8 +68,8 @@ extension Pmap {
     var tables = 0
     if let v = checkTable(root, .root, &resident, &wired, &tables) { return v }
     let s = state.pointee
-    if resident != s.residentCount {
-      return InvariantViolation(.residentCountMismatch(expected: resident, found: s.residentCount), table: root)
+    if resident != residentPageCount {
+      return InvariantViolation(.residentCountMismatch(expected: resident, found: residentPageCount), table: root)
     }
     if wired != s.wiredCount {
       return InvariantViolation(.wiredCountMismatch(expected: wired, found: s.wiredCount), table: root)

@@ -88,7 +88,9 @@ extension Pmap {
     } else {
       old = p.exchange(0)
     }
-    accountRemoval(of: old, at: .pageTable, linear: linear)
+    // The table is the hinted one (`pageTable(for:)` made it so): its wire count counts the
+    // page, no resident counter to update (`setPageTableHint`).
+    accountRemoval(of: old, at: .pageTable, linear: linear, counted: false)
     memory.adjustWireCount(of: table, by: -1)
     // The page table became empty (once in 512 removals of a dense range): free it and what
     // empties above it, out of line.
@@ -139,11 +141,13 @@ extension Pmap {
 
 extension Pmap {
   /// Settles statistics and the invalidation owed for a leaf just swapped out (its value `old`).
+  /// With `counted`, the resident count goes down by its pages; without, the leaf was in the
+  /// hinted page table, whose wire count counts them (``setPageTableHint(region:table:)``).
   @inlinable @inline(__always)
-  func accountRemoval(of old: UInt64, at level: PageTableLevel, linear: UInt64) {
+  func accountRemoval(of old: UInt64, at level: PageTableLevel, linear: UInt64, counted: Bool = true) {
     let pageCount = Int(truncatingIfNeeded: level.bytesPerEntry >> 12)
     let s = state
-    s.pointee.residentCount &-= pageCount
+    if counted { s.pointee.residentCount &-= pageCount }
     if old & Ops.wiredBit != 0 { s.pointee.wiredCount &-= pageCount }
     if old & Ops.accessedBit != 0 { queueInvalidation(linear: linear) }
   }
@@ -171,6 +175,8 @@ struct RemoveVisitor<Ops: PTEOps>: LeafVisitor {
   /// (false only to undo a failed range enter, whose leaves recorded no access).
   @usableFromInline let mergesAttributes: Bool
   @inlinable init(pmap: Pmap<Ops>, mergesAttributes: Bool = true) {
+    // The leaves removed are counted off the resident count, which must then count them all.
+    pmap.dropPageTableHint()
     self.pmapRef = Unmanaged.passUnretained(pmap)
     self.mergesAttributes = mergesAttributes
   }

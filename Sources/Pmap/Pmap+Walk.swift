@@ -130,9 +130,60 @@ extension Pmap {
     // pmap (whose hint `destroy()` dropped) has no tables at all: its root is freed.
     if isInSharedKernelHalf(slot: va.index(at: .pml4).value) || s.pointee.isDestroyed { return nil }
     guard let path = pageTablePath(va) else { return nil }
-    s.pointee.pageTableHintRegion = region
-    s.pointee.pageTableHint = path.pageTable.rawValue
+    setPageTableHint(region: region, table: path.pageTable)
     return path.pageTable
+  }
+
+  /// Makes `table` (the page table of 2 MiB region `region`) the page-table hint.
+  ///
+  /// The hinted table's wire count (1 + its live leaves) also counts the pmap's resident pages
+  /// in it: ``PmapState/residentCount`` excludes them while the hint lasts, so that an enter
+  /// or a removal through the hint (`enter`'s quick path, ``removeLeaf(linear:updatingPVList:)``),
+  /// which changes that wire count anyway, updates no resident counter of its own: one load and
+  /// one store fewer a page. Every other change of a leaf count goes to `residentCount`, and is
+  /// never made in the hinted table: the range operations drop the hint first, and the body of
+  /// `enter` adds to `residentCount` only outside it. So the resident page count is
+  /// ``residentPageCount``, O(1).
+  ///
+  /// - Precondition: the pmap's lock is held.
+  @inlinable @inline(__always)
+  func setPageTableHint(region: UInt64, table: PhysicalAddress) {
+    dropPageTableHint()
+    let s = state
+    s.pointee.residentCount &-= Int(memory.wireCount(of: table))
+    s.pointee.pageTableHintRegion = region
+    s.pointee.pageTableHint = table.rawValue
+  }
+
+  /// Drops the page-table hint, if any, giving the resident pages its table's wire count
+  /// counted back to ``PmapState/residentCount``. Before any page-table page is unlinked
+  /// (``retireTable(_:linear:)``), and before a range operation changes leaves.
+  ///
+  /// - Precondition: the pmap's lock is held.
+  @inlinable @inline(__always)
+  func dropPageTableHint() {
+    let s = state
+    guard s.pointee.pageTableHintRegion != .max else { return }
+    s.pointee.residentCount &+= Int(memory.wireCount(of: PhysicalAddress(unchecked: s.pointee.pageTableHint)))
+    s.pointee.pageTableHintRegion = .max
+  }
+
+  /// Whether `table` is the hinted page table (whose wire count counts its resident pages).
+  @inlinable @inline(__always)
+  func isHintedTable(_ table: PhysicalAddress) -> Bool {
+    let s = state
+    return s.pointee.pageTableHintRegion != .max && s.pointee.pageTableHint == table.rawValue
+  }
+
+  /// The pmap's resident pages (`pmap_resident_count`): ``PmapState/residentCount`` plus the
+  /// hinted table's wire count (see ``setPageTableHint(region:table:)``).
+  ///
+  /// - Precondition: the pmap's lock is held.
+  @inlinable
+  var residentPageCount: Int {
+    let s = state
+    guard s.pointee.pageTableHintRegion != .max else { return s.pointee.residentCount }
+    return s.pointee.residentCount &+ Int(memory.wireCount(of: PhysicalAddress(unchecked: s.pointee.pageTableHint)))
   }
 
   /// ``lookupLeaf(_:)`` restricted to 4 KiB leaves: `nil` when nothing or a large page maps `va`.

@@ -256,7 +256,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     state.pointee.isDestroyed = true
     // No page-table hint: every single-page operation misses it, and the lookup refuses a
     // destroyed pmap (`pageTable(for:)`), so enter's quick path goes to the body, which traps.
-    state.pointee.pageTableHintRegion = .max
+    dropPageTableHint()
     memory.setWireCount(of: root, to: 0)
     bumpTableGeneration()
     allocator.releaseFrame(root)
@@ -286,7 +286,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
   public var statistics: PmapStatistics {
     withLock {
       PmapStatistics(
-        residentPages: state.pointee.residentCount, wiredPages: state.pointee.wiredCount,
+        residentPages: residentPageCount, wiredPages: state.pointee.wiredCount,
         pageTablePages: state.pointee.pageTablePageCount)
     }
   }
@@ -322,6 +322,9 @@ public struct PmapStatistics: Hashable, Sendable {
 /// without the dynamic exclusivity checks that stored properties of a class would cost.
 @usableFromInline
 struct PmapState {
+  /// The resident pages that the hinted page table's wire count does not count: the pmap's
+  /// resident page count is this plus that wire count (``Pmap/residentPageCount``). See
+  /// ``Pmap/setPageTableHint(region:table:)``.
   @usableFromInline var residentCount = 0
   @usableFromInline var wiredCount = 0
   @usableFromInline var pageTablePageCount = 1

@@ -44,6 +44,36 @@ struct RangeEnterTests {
     try check(format.ops)
   }
 
+  /// The page table that single-page operations last used (the page-table hint) counts its
+  /// resident pages with its wire count; a range operation in that same table must count its
+  /// leaves once, not twice.
+  @Test("range operations in the page table single enters last used count each page once", arguments: Format.allCases)
+  func rangeInHintedTable(_ format: Format) throws {
+    func check<F: SimulatedFormat>(_: F.Type) throws {
+      let machine = makeMachine()
+      let pmap = try F.makePmap(on: machine)
+      // The first enter builds the tables; the second, in the same table, takes the hint.
+      try pmap.enter(address(pml4: 1, pt: 3), machine.dataFrame(0), protection: .read)
+      try pmap.enter(address(pml4: 1, pt: 4), machine.dataFrame(1), protection: .read)
+      #expect(pmap.statistics == stats(2, 0, 4))
+      try pmap.enter(
+        try range(address(pml4: 1, pt: 10), bytes: 10 << 12), startingAt: machine.dataFrame(10), protection: .readWrite)
+      #expect(pmap.statistics == stats(12, 0, 4))
+      #expect(pmap.checkInvariants() == nil)
+      // Single enters and removals through the hint again, then a range removal there.
+      try pmap.enter(address(pml4: 1, pt: 5), machine.dataFrame(2), protection: .read)
+      try pmap.remove(VirtualRange(page: address(pml4: 1, pt: 3)))
+      #expect(pmap.statistics == stats(12, 0, 4))
+      try pmap.remove(try range(address(pml4: 1, pt: 4), bytes: 10 << 12))
+      #expect(pmap.statistics == stats(6, 0, 4))
+      #expect(pmap.checkInvariants() == nil)
+      try pmap.remove(try range(address(pml4: 1), bytes: 1 << 21))
+      #expect(pmap.statistics == stats(0, 0, 1))
+      #expect(pmap.checkInvariants() == nil)
+    }
+    try check(format.ops)
+  }
+
   @Test("large leaves where alignment and largestPageSize allow", arguments: Format.allCases)
   func largeLeaves(_ format: Format) throws {
     func check<F: SimulatedFormat>(_: F.Type) throws {
