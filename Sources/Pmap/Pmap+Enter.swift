@@ -429,13 +429,12 @@ extension Pmap {
     let needed = Int(level.rawValue &- leafLevel.rawValue)
     var frames: (PhysicalAddress, PhysicalAddress, PhysicalAddress) = (root, root, root)
     for k in 0..<needed {
-      guard let frame = allocator.allocateFrame() else {
-        if k > 0 { allocator.releaseFrame(frames.0) }
-        if k > 1 { allocator.releaseFrame(frames.1) }
+      guard let frame = allocateTableFrame() else {
+        if k > 0 { releaseTableFrame(frames.0) }
+        if k > 1 { releaseTableFrame(frames.1) }
         if options.contains(.canFail) { throw .outOfPageTableMemory }
         preconditionFailure("Pmap.enter: out of page-table pages (pass .canFail to get an error)")
       }
-      precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
       switch k {
       case 0: frames.0 = frame
       case 1: frames.1 = frame
@@ -448,7 +447,6 @@ extension Pmap {
     for k in 0..<needed {
       let frame = k == 0 ? frames.0 : (k == 1 ? frames.1 : frames.2)
       childLevel = PageTableLevel(rawValue: childLevel.rawValue &- 1).unsafelyUnwrapped
-      memory.zeroTable(frame)
       memory.setWireCount(of: frame, to: 1)
       parentEntry.store(Ops.tableEntry(for: frame))
       memory.adjustWireCount(of: parentTable, by: 1)

@@ -131,9 +131,7 @@ extension Pmap {
           s.pointee.residentCount &+= pages
           if wired { s.pointee.wiredCount &+= pages }
         } else {
-          guard let child = allocator.allocateFrame() else { throw .outOfPageTableMemory }
-          precondition(memory.covers(child), "Pmap: the allocator returned a frame outside the direct map")
-          memory.zeroTable(child)
+          guard let child = allocateTableFrame() else { throw .outOfPageTableMemory }
           memory.setWireCount(of: child, to: 1)
           p.store(Ops.tableEntry(for: child))
           added &+= 1

@@ -148,26 +148,22 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
         "Pmap: sharingKernelHalfWith needs a .kernel pmap created with kernelHalfSlots")
       precondition(kernel.memory.directMapBase == memory.directMapBase, "Pmap: kernel pmap over another direct map")
     }
-    guard let frame = allocator.allocateFrame() else { throw .outOfPageTableMemory }
-    precondition(memory.covers(frame), "Pmap: the allocator returned a frame outside the direct map")
-    memory.zeroTable(frame)
+    guard let frame = memory.allocateTableFrame(from: allocator) else { throw .outOfPageTableMemory }
     memory.setWireCount(of: frame, to: 1)
     // The kernel half: preallocated and pinned (wire count 2 + live entries, so that removing
     // the last mapping under one never frees it), or copied from the kernel pmap.
     var pinned = 0
     for slot in kernelHalfSlots {
-      guard let table = allocator.allocateFrame() else {
+      guard let table = memory.allocateTableFrame(from: allocator) else {
         for k in 0..<pinned {
-          let e = memory.entry(in: frame, at: kernelHalfSlots.lowerBound + k).load()
+          let e = memory.entry(in: frame, at: kernelHalfSlots.lowerBound + k).exchange(0)
           memory.setWireCount(of: Ops.tableFrame(e), to: 0)
-          allocator.releaseFrame(Ops.tableFrame(e))
+          memory.releaseTableFrame(Ops.tableFrame(e), to: allocator)
         }
         memory.setWireCount(of: frame, to: 0)
-        allocator.releaseFrame(frame)
+        memory.releaseTableFrame(frame, to: allocator)
         throw .outOfPageTableMemory
       }
-      precondition(memory.covers(table), "Pmap: the allocator returned a frame outside the direct map")
-      memory.zeroTable(table)
       memory.setWireCount(of: table, to: 2)
       memory.entry(in: frame, at: slot).store(Ops.tableEntry(for: table))
       pinned += 1
@@ -259,7 +255,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
     dropPageTableHint()
     memory.setWireCount(of: root, to: 0)
     bumpTableGeneration()
-    allocator.releaseFrame(root)
+    releaseTableFrame(root)
     lock.unlock()
     pages?.unregister(slot: pvSlot)
     if let kernel = kernelHalfOwner { kernel.withLock { kernel.state.pointee.sharerCount -= 1 } }

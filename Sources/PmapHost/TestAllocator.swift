@@ -45,17 +45,29 @@ public final class TestFrameAllocator: FrameAllocator, Sendable {
   public var peakFramesInUse: Int { frames.peakFramesInUse }
 
   public func allocateFrame() -> PhysicalAddress? {
-    let refused = plan.withLock { plan in
+    refusesThisCall() ? nil : frames.allocateFrame()
+  }
+
+  /// As ``allocateFrame()`` (one allocation call, refused the same way), with the zeroed
+  /// frames of the underlying ``StackFrameAllocator``.
+  public func allocatePageTableFrame() -> (frame: PhysicalAddress, isZeroed: Bool)? {
+    refusesThisCall() ? nil : frames.allocatePageTableFrame()
+  }
+
+  public func releaseFrame(_ frame: PhysicalAddress) { frames.releaseFrame(frame) }
+
+  public func releaseZeroedFrame(_ frame: PhysicalAddress) { frames.releaseZeroedFrame(frame) }
+
+  /// Counts an allocation call; whether the plan refuses it.
+  private func refusesThisCall() -> Bool {
+    plan.withLock { plan in
       plan.allocationCalls += 1
       guard let k = plan.failAtCall, plan.allocationCalls == k || (plan.keepFailing && plan.allocationCalls >= k)
       else { return false }
       plan.failures += 1
       return true
     }
-    return refused ? nil : frames.allocateFrame()
   }
-
-  public func releaseFrame(_ frame: PhysicalAddress) { frames.releaseFrame(frame) }
 }
 
 /// An invalidation sink that records what it was told, per address space. Thread-safe.

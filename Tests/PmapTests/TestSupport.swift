@@ -59,6 +59,8 @@ final class KeepAliveAllocator: FrameAllocator {
 
   func allocateFrame() -> PhysicalAddress? { base.allocateFrame() }
   func releaseFrame(_ frame: PhysicalAddress) { base.releaseFrame(frame) }
+  func allocatePageTableFrame() -> (frame: PhysicalAddress, isZeroed: Bool)? { base.allocatePageTableFrame() }
+  func releaseZeroedFrame(_ frame: PhysicalAddress) { base.releaseZeroedFrame(frame) }
 }
 
 /// A small machine: 64 MiB of lazily committed RAM, 1024 page-table frames.
