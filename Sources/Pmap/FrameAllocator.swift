@@ -106,8 +106,9 @@ public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
     return frame
   }
 
-  /// Returns the most recently released frame, else the next never-used one, or `nil` when the
-  /// range is exhausted.
+  /// Returns the frame most recently given back with ``releaseFrame(_:)``, else the next
+  /// never-used one, else the most recently given back zeroed (kept for page tables as long as
+  /// there is another), or `nil` when the range is exhausted.
   ///
   /// - Complexity: O(1).
   public func allocateFrame() -> PhysicalAddress? {
