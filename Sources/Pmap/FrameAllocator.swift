@@ -73,13 +73,13 @@ public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
   public var framesAvailable: Int {
     lock.lock()
     defer { lock.unlock() }
-    var n = Int((end - next) >> 12)
-    var p = freeHead
-    while p != 0 {
-      n += 1
-      p = link(of: p - 1)
-    }
-    p = zeroedHead
+    return Int((end - next) >> 12) + length(of: freeHead) + length(of: zeroedHead)
+  }
+
+  /// How many frames free list `head` (0: empty) holds. With the lock held.
+  func length(of head: UInt64) -> Int {
+    var n = 0
+    var p = head
     while p != 0 {
       n += 1
       p = link(of: p - 1)
@@ -88,17 +88,14 @@ public final class StackFrameAllocator: FrameAllocator, @unchecked Sendable {
   }
 
   /// The link word of free frame `frame`.
-  @inlinable
   func link(of frame: UInt64) -> UInt64 { memory.entry(in: PhysicalAddress(unchecked: frame), at: 0).load() }
 
   /// Sets the link word of free frame `frame`.
-  @inlinable
   func setLink(of frame: UInt64, to value: UInt64) {
     memory.entry(in: PhysicalAddress(unchecked: frame), at: 0).storeRelaxed(value)
   }
 
   /// Pops the top of free list `head` (0: empty), or returns `nil`. With the lock held.
-  @inlinable
   func pop(_ head: inout UInt64) -> UInt64? {
     guard head != 0 else { return nil }
     let frame = head - 1
