@@ -18,8 +18,8 @@ public protocol InvalidationSink: AnyObject {
   /// Invalidate every translation of the address space whose root table is `root`.
   func invalidateAll(root: PhysicalAddress)
   /// Invalidate translations of several address spaces at once (see the default in the
-  /// extension).
-  func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>)
+  /// extension). `requests` is valid only during the call.
+  func invalidate(_ requests: InvalidationRequests)
 }
 
 /// One translation to invalidate: an address in the address space whose root table is `root`.
@@ -41,9 +41,10 @@ public struct InvalidationRequest: Hashable, Sendable {
 extension InvalidationSink {
   /// Invalidate translations of several address spaces at once: what a page operation owes
   /// after changing the mappings of one physical page in every pmap that maps it. A kernel
-  /// implements it to send one shootdown round instead of one per address space. The default
-  /// reports each request through ``invalidate(pages:root:)``.
-  public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+  /// implements it to send one shootdown round instead of one per address space; a hypervisor's
+  /// EPT sink, which invalidates whole EPT contexts, needs only the roots. The default reports
+  /// each request through ``invalidate(pages:root:)``.
+  public func invalidate(_ requests: InvalidationRequests) {
     for r in requests {
       withUnsafePointer(to: r.page) { invalidate(pages: UnsafeBufferPointer(start: $0, count: 1), root: r.root) }
     }

@@ -20,12 +20,6 @@ open class PVOwner {
   open func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     preconditionFailure("PVOwner.pvRemove is abstract")
   }
-  /// Reports `requests` to the pmap's invalidation sink in one call.
-  open func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
-    preconditionFailure("PVOwner.pvInvalidate is abstract")
-  }
-  /// The identity of the pmap's invalidation sink (requests for one sink are reported together).
-  open var pvSinkIdentity: ObjectIdentifier { preconditionFailure("PVOwner.pvSinkIdentity is abstract") }
   /// The frame of the present, pv-tracked 4 KiB leaf at `linear`, or `nil` (for checkers).
   open func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? { preconditionFailure("PVOwner.pvFrame is abstract") }
   /// How many present leaves carry the pv-tracked bit (for checkers).
@@ -44,12 +38,6 @@ public final class GenericPVOwner<Ops: PTEOps>: PVOwner {
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
-  /// Forwards to the pmap's `_pvInvalidate(_:)`.
-  public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
-    pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
-  }
-  /// The identity of the pmap's invalidation sink.
-  public override var pvSinkIdentity: ObjectIdentifier { pmap._withUnsafeGuaranteedRef { $0._pvSinkIdentity } }
   /// Forwards to the pmap's `_pvFrame(atLinear:)`.
   public override func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
     pmap._withUnsafeGuaranteedRef { $0._pvFrame(atLinear: linear) }

@@ -6,7 +6,7 @@
 /// mapped by pmaps of different formats can merge what each recorded.
 @frozen
 public struct PageAttributes: OptionSet, Hashable, Sendable {
-  /// The bits: 1 referenced, 2 modified, 4 writable, 0x80 invalidation owed.
+  /// The bits: 1 referenced, 2 modified, 4 writable.
   public let rawValue: UInt8
   /// Creates the set with the bits of `rawValue` (see ``rawValue``).
   @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -17,7 +17,4 @@ public struct PageAttributes: OptionSet, Hashable, Sendable {
   @inlinable public static var modified: PageAttributes { PageAttributes(rawValue: 2) }
   /// Some mapping allows writes (`PP_ATTRS_W`).
   @inlinable public static var writable: PageAttributes { PageAttributes(rawValue: 4) }
-  /// Not an attribute of the page: set in a ``PVOwner`` answer when the entry it changed must be
-  /// invalidated. Never stored, never returned by page operations.
-  @inlinable public static var invalidationOwed: PageAttributes { PageAttributes(rawValue: 0x80) }
 }

@@ -3,9 +3,9 @@ import Synchronization
 extension PageDatabase {
   // MARK: Registry
 
-  /// Registers a pmap's adapter (retained until ``unregister(slot:)``), its lock and its
-  /// entry format; returns its slot.
-  func register(_ owner: PVOwner, lock: SpinLock, format: PVFormat) -> Int {
+  /// Registers a pmap's adapter and its invalidation sink (both retained until
+  /// ``unregister(slot:)``), its lock and its entry format; returns its slot.
+  func register(_ owner: PVOwner, lock: SpinLock, format: PVFormat, invalidation: any InvalidationSink) -> Int {
     poolLock.lock()
     defer { poolLock.unlock() }
     let s = state
@@ -15,7 +15,8 @@ extension PageDatabase {
     slots[i].owner = Unmanaged.passRetained(owner)
     slots[i].lock = lock
     slots[i].root = owner.pvRoot
-    slots[i].sink = owner.pvSinkIdentity
+    slots[i].sink = ObjectIdentifier(invalidation as AnyObject)
+    slots[i].invalidation = Unmanaged.passRetained(SinkReference(invalidation))
     slots[i].format = format
     if !isSinkShared(slot: i) { sinkCount.pointee.add(1, ordering: .relaxed) }
     s.pointee.registeredCount += 1
@@ -27,13 +28,16 @@ extension PageDatabase {
   func unregister(slot: Int) {
     poolLock.lock()
     let owner = slots[slot].owner.unsafelyUnwrapped
+    let invalidation = slots[slot].invalidation.unsafelyUnwrapped
     if !isSinkShared(slot: slot) { sinkCount.pointee.subtract(1, ordering: .relaxed) }
     slots[slot].owner = nil
     slots[slot].lock = nil
     slots[slot].sink = nil
+    slots[slot].invalidation = nil
     state.pointee.registeredCount -= 1
     poolLock.unlock()
     owner.release()
+    invalidation.release()
   }
 
   /// Whether another registered pmap reports to the invalidation sink of the pmap in `slot`.
@@ -53,25 +57,120 @@ extension PageDatabase {
     slots[PVEntry.slot(e)].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef(body)
   }
 
-  /// Runs `body` with an empty batch of invalidation requests on the stack, and reports what
-  /// it gathered before returning.
+  // MARK: Changing every mapping of a page
+
+  /// Calls `change` with every pv entry of page `p` in list order, then reports the
+  /// invalidations owed: `change` changes the entry's leaf and returns whether the change must
+  /// be invalidated.
+  ///
+  /// The loop keeps which entries owe one as bits in a register and stores nothing: it runs
+  /// between locked operations, each of which waits for every earlier store. (A sentinel bit
+  /// sits over one bit per entry, the last entry's lowest; each entry shifts it left and adds its
+  /// own, until the sentinel reaches the top bit, after 63 entries; from then on the lowest bit
+  /// stands for every later entry.) The sinks then get views that decode the requests from the
+  /// list (``reportOwed(_:of:)``).
+  ///
+  /// - Precondition: the caller holds the page's lock.
+  /// - Complexity: O(mappings).
   @inlinable @inline(__always)
-  func withPendingRequests<R>(_ body: (inout PendingRequests) -> R) -> R {
+  func changeEveryEntry(of p: UnsafeMutablePointer<ManagedPage>, _ change: (UInt64) -> Bool) {
+    var e = p.pointee.head
+    if e == 0 { return }
+    var ref = p.pointee.firstNode
+    var owed: UInt64 = 1
+    while true {
+      let owes: UInt64 = change(e) ? 1 : 0
+      owed = owed &<< (1 &- (owed &>> 63)) | owes
+      if ref == 0 { break }
+      let n = node(ref)
+      e = n[0]
+      ref = n[1]
+    }
+    if owed & (owed &- 1) != 0 { reportOwed(owed, of: p) }
+  }
+
+  /// Reports the invalidations that ``changeEveryEntry(of:_:)`` found owed (`owed`, in its
+  /// form): one call per distinct sink, with a view of the page's list restricted to that
+  /// sink's entries. With 63 entries or more (the lowest bit then stands for several), through
+  /// explicit requests instead.
+  ///
+  /// When every registered pmap reports to one sink (``sinkCount`` is 1, the common case), the
+  /// whole mask goes in one call. Reading the count without the pool lock is enough: every pmap
+  /// with a request here has an entry on the page whose lock the caller holds, and registered
+  /// before it entered that mapping under the same lock, so its registration is visible.
+  ///
+  /// - Precondition: the caller holds the page's lock; `owed` has a bit set below its sentinel.
+  /// - Complexity: O(1) with one sink; O(mappings x sinks) with several.
+  @inlinable @inline(never)
+  func reportOwed(_ owed: UInt64, of p: UnsafeMutablePointer<ManagedPage>) {
+    if owed &>> 63 != 0 { return reportOwedExplicitly(owed, of: p) }
+    let sentinel: UInt64 = 1 &<< (63 &- owed.leadingZeroBitCount)
+    if sinkCount.pointee.load(ordering: .relaxed) == 1 {
+      return report(owed, of: p, to: PVEntry.slot(p.pointee.head))
+    }
+    // Several sinks: one pass over the list per sink, gathering the bits of the entries that
+    // report to the sink of the first entry not reported yet.
+    var rest = owed & ~sentinel
+    while rest != 0 {
+      var e = p.pointee.head
+      var ref = p.pointee.firstNode
+      var bit = sentinel
+      var first = -1
+      var mine: UInt64 = 0
+      while true {
+        bit &>>= 1
+        if rest & bit != 0 {
+          let slot = PVEntry.slot(e)
+          if first < 0 { first = slot }
+          if slots[slot].sink == slots[first].sink { mine |= bit }
+        }
+        if ref == 0 { break }
+        let n = node(ref)
+        e = n[0]
+        ref = n[1]
+      }
+      rest &= ~mine
+      report(mine | sentinel, of: p, to: first)
+    }
+  }
+
+  /// Calls the sink of the pmap in `slot` with the entries of page `p` whose bits are set in
+  /// `owed` (sentinel form, fewer than 63 entries).
+  @inlinable @inline(__always)
+  func report(_ owed: UInt64, of p: UnsafeMutablePointer<ManagedPage>, to slot: Int) {
+    let requests = InvalidationRequests(
+      page: p, slots: slots, directMapBase: memory.directMapBase, owed: owed, count: owed.nonzeroBitCount &- 1)
+    slots[slot].invalidation.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.sink.invalidate(requests) }
+  }
+
+  /// ``reportOwed(_:of:)`` for a page with 63 mappings or more: the entries whose bits are set,
+  /// and every entry from the 63rd on when the lowest bit is set, as explicit requests in
+  /// batches of ``PendingRequests/capacity`` on the stack.
+  @inlinable @inline(never)
+  func reportOwedExplicitly(_ owed: UInt64, of p: UnsafeMutablePointer<ManagedPage>) {
     withUnsafeTemporaryAllocation(of: InvalidationRequest.self, capacity: PendingRequests.capacity) { requests in
       withUnsafeTemporaryAllocation(of: Int.self, capacity: PendingRequests.capacity) { slots in
         var pending = PendingRequests(requests: requests.baseAddress!, slots: slots.baseAddress!)
-        let result = body(&pending)
+        var e = p.pointee.head
+        var ref = p.pointee.firstNode
+        var position = 63
+        while true {
+          position &-= position == 0 ? 0 : 1
+          if owed &>> position & 1 != 0 { append(e, to: &pending) }
+          if ref == 0 { break }
+          let n = node(ref)
+          e = n[0]
+          ref = n[1]
+        }
         if pending.count != 0 { reportPending(&pending) }
-        return result
       }
     }
   }
 
-  /// Records the invalidation an owner's answer says it owes for pv entry `e`; returns the
-  /// answer without the flag.
+  /// Adds the invalidation of the address pv entry `e` maps to `pending`, reporting a full
+  /// batch first.
   @inlinable @inline(__always)
-  func settle(_ answer: PageAttributes, for e: UInt64, into pending: inout PendingRequests) -> PageAttributes {
-    guard answer.contains(.invalidationOwed) else { return answer }
+  func append(_ e: UInt64, to pending: inout PendingRequests) {
     if pending.count == PendingRequests.capacity { reportPending(&pending) }
     let slot = PVEntry.slot(e)
     let n = pending.count
@@ -79,33 +178,13 @@ extension PageDatabase {
       root: slots[slot].root, page: VirtualAddress(truncating: PVEntry.linear(e)))
     pending.slots[n] = slot
     pending.count = n &+ 1
-    return answer.subtracting(.invalidationOwed)
   }
 
-  /// Reports the gathered invalidations: one call per distinct sink.
-  ///
-  /// When every registered pmap reports to one sink (``sinkCount`` is 1, the common case), they
-  /// all go in one call, unsorted. Reading the count without the pool lock is enough: every pmap
-  /// with a request here has an entry on the page whose lock the caller holds, and registered
-  /// before it entered that mapping under the same lock, so its registration is visible.
+  /// Reports a batch of explicit requests: one call per distinct sink.
   ///
   /// - Precondition: the caller holds the lock of the page whose mappings made the requests.
-  @inlinable @inline(__always)
+  @inlinable
   func reportPending(_ pending: inout PendingRequests) {
-    if sinkCount.pointee.load(ordering: .relaxed) == 1 {
-      slots[pending.slots[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
-        $0.pvInvalidate(UnsafeBufferPointer(start: pending.requests, count: pending.count))
-      }
-      pending.count = 0
-      return
-    }
-    reportPendingToSeveralSinks(&pending)
-  }
-
-  /// ``reportPending(_:)`` when the registered pmaps report to more than one sink: one call
-  /// per distinct sink, out of line.
-  @inlinable @inline(never)
-  func reportPendingToSeveralSinks(_ pending: inout PendingRequests) {
     var n = pending.count
     let requests = pending.requests
     let owners = pending.slots
@@ -120,9 +199,8 @@ extension PageDatabase {
         swap(&owners[i], &owners[k])
         k += 1
       }
-      slots[owners[0]].owner.unsafelyUnwrapped._withUnsafeGuaranteedRef {
-        $0.pvInvalidate(UnsafeBufferPointer(start: requests, count: k))
-      }
+      let batch = InvalidationRequests(UnsafeBufferPointer(start: requests, count: k))
+      slots[owners[0]].invalidation.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.sink.invalidate(batch) }
       for i in k..<n {
         requests[i - k] = requests[i]
         owners[i - k] = owners[i]

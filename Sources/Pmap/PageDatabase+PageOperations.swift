@@ -67,9 +67,10 @@ extension PageDatabase {
   }
 
   /// Clears `which` (`.referenced`, `.modified` or both) in the cache and in every mapping, and
-  /// returns the attributes merged over all of them before the clear (NetBSD's
-  /// `pmap_clear_attrs`; the "test and clear A/D" of a clock scan). Entries change with atomic
-  /// operations and are invalidated when their A bit was set.
+  /// returns the referenced and modified attributes merged over all of them before the clear
+  /// (NetBSD's `pmap_clear_attrs`; the "test and clear A/D" of a clock scan). Entries change
+  /// with atomic operations and are invalidated when their A bit was set. (Whether a mapping
+  /// allows writes, `.writable`, is not part of the answer: ask ``attributes(of:)``.)
   ///
   /// - Precondition: `manages(frame)`.
   /// - Complexity: O(mappings).
@@ -107,17 +108,14 @@ extension PageDatabase {
     let f = frame.alignedDown()
     pageLock(f).lock()
     defer { pageLock(f).unlock() }
-    return withPendingRequests { pending in
-      var seen = page(f).pointee.attributes
-      page(f).pointee.attributes.subtract(which)
-      forEachEntry(of: f) { e in
-        let old = settle(clearLeaf(which, e), for: e, into: &pending)
-        seen.formUnion(old)
-        // D cleared along with A stays recorded in the cache.
-        if old.contains(.modified) && !which.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
-      }
-      return seen
-    }
+    let p = page(f)
+    let cached = p.pointee.attributes
+    p.pointee.attributes.subtract(which)
+    var seen = SeenBits()
+    changeEveryEntry(of: p) { clearLeaf(which, $0, into: &seen) }
+    // D cleared along with A stays recorded in the cache.
+    if !which.contains(.modified) && seen.dirty != 0 { p.pointee.attributes.insert(.modified) }
+    return cached.union(seen.attributes)
   }
 
   /// How many mappings had the accessed bit set, clearing it in each (FreeBSD's
@@ -134,15 +132,11 @@ extension PageDatabase {
     defer { pageLock(f).unlock() }
     let cachedReference = page(f).pointee.attributes.contains(.referenced)
     page(f).pointee.attributes.remove(.referenced)
-    let count = withPendingRequests { pending in
-      var count = 0
-      forEachEntry(of: f) { e in
-        let old = settle(clearLeaf(.referenced, e), for: e, into: &pending)
-        if old.contains(.referenced) { count += 1 }
-        if old.contains(.modified) { page(f).pointee.attributes.insert(.modified) }
-      }
-      return count
-    }
+    var seen = SeenBits()
+    changeEveryEntry(of: page(f)) { clearLeaf(.referenced, $0, into: &seen) }
+    // D cleared along with A stays recorded in the cache.
+    if seen.dirty != 0 { page(f).pointee.attributes.insert(.modified) }
+    let count = seen.referencedCount
     return count == 0 && cachedReference ? 1 : count
   }
 
@@ -160,12 +154,9 @@ extension PageDatabase {
     if !protection.isEmpty {
       pageLock(f).lock()
       defer { pageLock(f).unlock() }
-      withPendingRequests { pending in
-        forEachEntry(of: f) { e in
-          let attributes = settle(writeProtectLeaf(e), for: e, into: &pending)
-          page(f).pointee.attributes.formUnion(attributes.intersection([.referenced, .modified]))
-        }
-      }
+      var seen = SeenBits()
+      changeEveryEntry(of: page(f)) { writeProtectLeaf($0, into: &seen) }
+      page(f).pointee.attributes.formUnion(seen.attributes)
       return
     }
     _ = removeAll(f)
@@ -248,44 +239,76 @@ extension PageDatabase {
     return leaf.format.attributes(of: leaf.value)
   }
 
-  /// Clears `which` (`.referenced`, `.modified`) in the leaf of pv entry `e`; returns what it
-  /// recorded before, with ``PageAttributes/invalidationOwed`` when the change must be
-  /// invalidated (it had A set). Clearing `.referenced` clears D as well, so that D implies A
-  /// stays true of every entry; the caller keeps a reported `.modified` in the page's cache.
+  /// Clears `which` (`.referenced`, `.modified`) in the leaf of pv entry `e`, adds what it
+  /// recorded before to `seen`, and returns whether the change must be invalidated (a bit was
+  /// cleared in an entry with A set). Clearing `.referenced` clears D as well, so that D implies
+  /// A stays true of every entry; the caller keeps a reported `.modified` in the page's cache.
   /// In a pmap without hardware A/D nothing is cleared (its entries always report both).
+  ///
+  /// One exit and no branch after the locked operation: page operations run this for every
+  /// mapping of a page, and each instruction between two locked operations counts.
   ///
   /// - Precondition: the caller holds the lock of a page whose list holds `e`.
   @inlinable @inline(__always)
-  func clearLeaf(_ which: PageAttributes, _ e: UInt64) -> PageAttributes {
+  func clearLeaf(_ which: PageAttributes, _ e: UInt64, into seen: inout SeenBits) -> Bool {
     let leaf = leaf(of: e)
     let format = leaf.format
-    guard format.hardwareAD else { return format.attributes(of: leaf.value) }
     var bits: UInt64 = 0
     if which.contains(.referenced) { bits |= format.accessed | format.dirty }
     if which.contains(.modified) { bits |= format.dirty }
+    bits = format.hardwareAD ? bits : 0
+    var old = leaf.value
     // None of them set when the walk read the entry: nothing to clear, and no locked operation
     // (a pagedaemon scan meets mostly such cold pages). A bit the MMU sets right after the read
     // is an access after this clear, and stays set.
-    if leaf.value & bits == 0 { return format.attributes(of: leaf.value) }
-    let old = leaf.entry.clearBits(bits)
-    var answer = format.attributes(of: old)
-    if old & bits != 0 && old & format.accessed != 0 { answer.insert(.invalidationOwed) }
-    return answer
+    if old & bits != 0 { old = leaf.entry.clearBits(bits) }
+    seen.add(old, format)
+    // With `.referenced`, `bits` holds A (when anything was cleared at all).
+    if which.contains(.referenced) { return old & bits & format.accessed != 0 }
+    return old & bits != 0 && old & format.accessed != 0
   }
 
   /// Removes write permission from the leaf of pv entry `e` (one atomic AND, skipped when it is
-  /// already read-only); returns its attributes before, with
-  /// ``PageAttributes/invalidationOwed`` when a translation allowing writes may be cached.
+  /// already read-only), adds what it recorded before to `seen`, and returns whether the change
+  /// must be invalidated (a translation allowing writes may be cached: it had W and A).
   ///
   /// - Precondition: the caller holds the lock of a page whose list holds `e`.
   @inlinable @inline(__always)
-  func writeProtectLeaf(_ e: UInt64) -> PageAttributes {
+  func writeProtectLeaf(_ e: UInt64, into seen: inout SeenBits) -> Bool {
     let leaf = leaf(of: e)
     let format = leaf.format
-    if leaf.value & format.writable == 0 { return format.attributes(of: leaf.value) }
-    let old = leaf.entry.clearBits(format.writable)
-    var answer = format.attributes(of: old)
-    if old & format.writable != 0 && old & format.accessed != 0 { answer.insert(.invalidationOwed) }
-    return answer
+    var old = leaf.value
+    if old & format.writable != 0 { old = leaf.entry.clearBits(format.writable) }
+    seen.add(old, format)
+    return old & format.writable != 0 && old & format.accessed != 0
+  }
+}
+
+/// What a page operation saw in the leaves it changed, before the change: the A and D bits of
+/// each, OR-ed in their own formats' positions (a test per attribute only at the end, and two
+/// registers in the loop), and how many had A set.
+@usableFromInline
+struct SeenBits {
+  @usableFromInline var accessed: UInt64 = 0
+  @usableFromInline var dirty: UInt64 = 0
+  @usableFromInline var referencedCount = 0
+
+  @inlinable init() {}
+
+  /// Adds leaf value `old`, in `format`.
+  @inlinable @inline(__always)
+  mutating func add(_ old: UInt64, _ format: PVFormat) {
+    let a = old & format.accessed
+    accessed |= a
+    dirty |= old & format.dirty
+    referencedCount &+= a != 0 ? 1 : 0
+  }
+
+  /// The attributes seen in any leaf (referenced, modified).
+  @inlinable var attributes: PageAttributes {
+    var seen: PageAttributes = []
+    if accessed != 0 { seen.insert(.referenced) }
+    if dirty != 0 { seen.insert(.modified) }
+    return seen
   }
 }

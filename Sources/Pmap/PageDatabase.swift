@@ -325,17 +325,28 @@ struct PVFreeChain {
 /// A registered pmap: the object page operations call, and its format's bits.
 @usableFromInline
 struct OwnerSlot {
-  /// Retained by ``PageDatabase/register(_:lock:)``, released by ``PageDatabase/unregister(slot:)``.
+  /// Retained by ``PageDatabase/register(_:lock:format:invalidation:)``, released by ``PageDatabase/unregister(slot:)``.
   @usableFromInline var owner: Unmanaged<PVOwner>? = nil
   /// The pmap's lock, which page operations try before removing a mapping.
   @usableFromInline var lock: SpinLock? = nil
   /// The pmap's root and the identity of its invalidation sink, cached at registration.
   @usableFromInline var root = PhysicalAddress(truncating: 0)
   @usableFromInline var sink: ObjectIdentifier? = nil
+  /// The pmap's invalidation sink, boxed so that page operations call it through an unmanaged
+  /// reference, with no ARC traffic.
+  @usableFromInline var invalidation: Unmanaged<SinkReference>? = nil
   /// The pmap's entry format as masks, so that page operations read and clear A/D in its
   /// leaves themselves, with no call into the pmap.
   @usableFromInline var format = PVFormat()
   @inlinable init() {}
+}
+
+/// A registered pmap's invalidation sink, in a box the page database holds unmanaged: a
+/// protocol existential loaded from memory would be retained and released around each call.
+@usableFromInline
+final class SinkReference {
+  @usableFromInline let sink: any InvalidationSink
+  @usableFromInline init(_ sink: any InvalidationSink) { self.sink = sink }
 }
 
 /// What page operations need of a registered pmap's entry format, as data (taken from its
@@ -378,8 +389,9 @@ struct PVFormat {
   }
 }
 
-/// Invalidations a page operation owes, gathered across pmaps and reported once per sink: on the
-/// stack of the operation, so that operations on different pages never share it.
+/// Explicit invalidation requests a page operation owes, gathered across pmaps and reported once
+/// per sink: on the stack of the operation, so that operations on different pages never share it.
+/// (Only for pages with 63 mappings or more; see ``PageDatabase/reportOwed(_:of:)``.)
 @usableFromInline
 struct PendingRequests {
   @usableFromInline static var capacity: Int { 64 }

@@ -14,14 +14,6 @@ extension Pmap {
     return Ops.pageAttributes(of: old)
   }
 
-  /// Implementation of ``PVOwner/pvInvalidate(_:)``.
-  @inlinable
-  public func _pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) { invalidation.invalidate(requests) }
-
-  /// Implementation of ``PVOwner/pvSinkIdentity``.
-  @inlinable
-  public var _pvSinkIdentity: ObjectIdentifier { ObjectIdentifier(invalidation as AnyObject) }
-
   /// Implementation of ``PVOwner/pvFrame``.
   @inlinable
   public func _pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {

@@ -206,7 +206,7 @@ public final class Pmap<Ops: PTEOps>: @unchecked Sendable {
       state.pointee.pvPool = pages.state
       state.pointee.pvSlot = pages.register(
         Ops.makePVOwner(for: self), lock: lock,
-        format: PVFormat(Ops.self, hardwareAD: hardwareManagesAccessedDirty))
+        format: PVFormat(Ops.self, hardwareAD: hardwareManagesAccessedDirty), invalidation: invalidation)
     }
   }
 

@@ -16,12 +16,6 @@ public final class EPTPVOwner: PVOwner {
   public override func pvRemove(atLinear linear: UInt64) -> PageAttributes {
     pmap._withUnsafeGuaranteedRef { $0._pvRemove(atLinear: linear) }
   }
-  /// Reports `requests` to the pmap's invalidation sink in one call.
-  public override func pvInvalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
-    pmap._withUnsafeGuaranteedRef { $0._pvInvalidate(requests) }
-  }
-  /// The identity of the pmap's invalidation sink.
-  public override var pvSinkIdentity: ObjectIdentifier { pmap._withUnsafeGuaranteedRef { $0._pvSinkIdentity } }
   /// The frame of the pv-tracked EPT leaf at `linear`, or `nil` (for checkers).
   public override func pvFrame(atLinear linear: UInt64) -> PhysicalAddress? {
     pmap._withUnsafeGuaranteedRef { $0._pvFrame(atLinear: linear) }

@@ -143,5 +143,5 @@ public final class CountingInvalidationSink: InvalidationSink {
     counters[0] &+= pages.count
   }
   public func invalidateAll(root: PhysicalAddress) { counters[1] &+= 1 }
-  public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) { counters[0] &+= requests.count }
+  public func invalidate(_ requests: InvalidationRequests) { counters[0] &+= requests.count }
 }

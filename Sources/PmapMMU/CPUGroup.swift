@@ -74,7 +74,7 @@ public final class CPUGroup: InvalidationSink, @unchecked Sendable {
 
   /// Delivers a page operation's batched requests (one report, one drop) to every CPU, then to
   /// ``forward``.
-  public func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+  public func invalidate(_ requests: InvalidationRequests) {
     if shouldDrop() { return }
     for cpu in cpus {
       for r in requests {
