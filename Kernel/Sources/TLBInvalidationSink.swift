@@ -55,9 +55,11 @@ final class TLBInvalidationSink: InvalidationSink {
     fullFlushes += 1
   }
 
-  func invalidate(_ requests: UnsafeBufferPointer<InvalidationRequest>) {
+  func invalidate(_ requests: InvalidationRequests) {
     // One round for everything a page operation owes: local INVLPGs now; on a multiprocessor,
     // one IPI per remote CPU carrying every (root, page) it has loaded, then wait for all.
+    // (`requests` decodes each request from the page's reverse map as it is iterated: valid
+    // only during this call.)
     reports += 1
     if skip() { return }
     for request in requests where isLoaded(request.root) {
