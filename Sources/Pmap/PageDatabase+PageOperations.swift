@@ -245,8 +245,8 @@ extension PageDatabase {
   /// A stays true of every entry; the caller keeps a reported `.modified` in the page's cache.
   /// In a pmap without hardware A/D nothing is cleared (its entries always report both).
   ///
-  /// One exit and no branch after the locked operation: page operations run this for every
-  /// mapping of a page, and each instruction between two locked operations counts.
+  /// One exit, and what it saw goes into `seen` as plain ORs: page operations run this for
+  /// every mapping of a page, and each instruction between two locked operations counts.
   ///
   /// - Precondition: the caller holds the lock of a page whose list holds `e`.
   @inlinable @inline(__always)
