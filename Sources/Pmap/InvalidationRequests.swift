@@ -99,7 +99,7 @@ public struct InvalidationRequests: Sequence {
         position &-= 1
         let e = entry
         if nextNode != 0 {
-          let n = (base + (Int(truncatingIfNeeded: nextNode) &- 1)).assumingMemoryBound(to: UInt64.self)
+          let n = PVNode.pointer(nextNode, directMapBase: base)
           entry = n[0]
           nextNode = n[1]
         }

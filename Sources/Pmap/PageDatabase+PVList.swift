@@ -74,17 +74,10 @@ extension PageDatabase {
   /// - Complexity: O(mappings).
   @inlinable @inline(__always)
   func changeEveryEntry(of p: UnsafeMutablePointer<ManagedPage>, _ change: (UInt64) -> Bool) {
-    var e = p.pointee.head
-    if e == 0 { return }
-    var ref = p.pointee.firstNode
     var owed: UInt64 = 1
-    while true {
+    forEachEntry(of: p) { e in
       let owes: UInt64 = change(e) ? 1 : 0
       owed = owed &<< (1 &- (owed &>> 63)) | owes
-      if ref == 0 { break }
-      let n = node(ref)
-      e = n[0]
-      ref = n[1]
     }
     if owed & (owed &- 1) != 0 { reportOwed(owed, of: p) }
   }
@@ -112,22 +105,15 @@ extension PageDatabase {
     // report to the sink of the first entry not reported yet.
     var rest = owed & ~sentinel
     while rest != 0 {
-      var e = p.pointee.head
-      var ref = p.pointee.firstNode
       var bit = sentinel
       var first = -1
       var mine: UInt64 = 0
-      while true {
+      forEachEntry(of: p) { e in
         bit &>>= 1
-        if rest & bit != 0 {
-          let slot = PVEntry.slot(e)
-          if first < 0 { first = slot }
-          if slots[slot].sink == slots[first].sink { mine |= bit }
-        }
-        if ref == 0 { break }
-        let n = node(ref)
-        e = n[0]
-        ref = n[1]
+        guard rest & bit != 0 else { return }
+        let slot = PVEntry.slot(e)
+        if first < 0 { first = slot }
+        if slots[slot].sink == slots[first].sink { mine |= bit }
       }
       rest &= ~mine
       report(mine | sentinel, of: p, to: first)
@@ -151,16 +137,10 @@ extension PageDatabase {
     withUnsafeTemporaryAllocation(of: InvalidationRequest.self, capacity: PendingRequests.capacity) { requests in
       withUnsafeTemporaryAllocation(of: Int.self, capacity: PendingRequests.capacity) { slots in
         var pending = PendingRequests(requests: requests.baseAddress!, slots: slots.baseAddress!)
-        var e = p.pointee.head
-        var ref = p.pointee.firstNode
         var position = 63
-        while true {
+        forEachEntry(of: p) { e in
           position &-= position == 0 ? 0 : 1
           if owed &>> position & 1 != 0 { append(e, to: &pending) }
-          if ref == 0 { break }
-          let n = node(ref)
-          e = n[0]
-          ref = n[1]
         }
         if pending.count != 0 { reportPending(&pending) }
       }
@@ -394,7 +374,12 @@ extension PageDatabase {
   /// Calls `body` with every pv entry of the page at `frame` (packed), first embedded one first.
   @inlinable @inline(__always)
   func forEachEntry(of frame: PhysicalAddress, _ body: (UInt64) -> Void) {
-    let page = self.page(frame)
+    forEachEntry(of: page(frame), body)
+  }
+
+  /// Calls `body` with every pv entry of `page` (packed), first embedded one first.
+  @inlinable @inline(__always)
+  func forEachEntry(of page: UnsafeMutablePointer<ManagedPage>, _ body: (UInt64) -> Void) {
     let head = page.pointee.head
     if head == 0 { return }
     body(head)

@@ -261,7 +261,14 @@ public enum PVNode {
   /// loads and stores that follow.
   @inlinable @inline(__always)
   static func pointer(_ ref: UInt64, in memory: PhysicalMemory) -> UnsafeMutablePointer<UInt64> {
-    (memory.directMapBase + (Int(truncatingIfNeeded: ref) &- 1)).assumingMemoryBound(to: UInt64.self)
+    pointer(ref, directMapBase: memory.directMapBase)
+  }
+
+  /// ``pointer(_:in:)``, with only the direct map's base.
+  @inlinable @inline(__always)
+  static func pointer(_ ref: UInt64, directMapBase: UnsafeRawPointer) -> UnsafeMutablePointer<UInt64> {
+    UnsafeMutableRawPointer(mutating: directMapBase + (Int(truncatingIfNeeded: ref) &- 1))
+      .assumingMemoryBound(to: UInt64.self)
   }
 }
 
